@@ -133,9 +133,12 @@ class SpikeRecord:
 
     def last_cycles(self, k: int) -> "SpikeRecord":
         """Keep the last ``k`` complete cycles."""
+        if int(k) < 0:
+            raise ValueError(f"k (number of cycles to keep) must be >= 0, got {k}")
         cycles = self.cycles()
         k = min(int(k), cycles.shape[0])
-        block = cycles[-k:].reshape(k * self.cycle, self.B, self.N)  # type: ignore[operator]
+        # cycles[K - k:], not cycles[-k:], which would keep everything for k = 0
+        block = cycles[cycles.shape[0] - k :].reshape(k * self.cycle, self.B, self.N)  # type: ignore[operator]
         return replace(self, spikes=block)
 
     def cycles(self) -> torch.Tensor:
@@ -192,6 +195,9 @@ class SpikeRecord:
                     f"{path} is not a SpikeRecord file (attribute format={f.attrs.get('format')!r}, "
                     f"datasets={sorted(f.keys())}); write one with SpikeRecord.to_hdf5"
                 )
+            missing = [k for k in ("dt", "cycle", "image_shape", "meta") if k not in f.attrs]
+            if missing:
+                raise RecordFormatError(f"{path} lacks SpikeRecord attribute(s) {missing}; rewrite it with to_hdf5")
             cycle = int(f.attrs["cycle"])
             shape = tuple(int(s) for s in f.attrs["image_shape"])
             return cls(
