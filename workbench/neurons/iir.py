@@ -30,14 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.neurons.surrogate import (
-    SpikeFn,
-    check_sequence,
-    require_choice,
-    require_finite,
-    require_positive,
-    resolve_spike_fn,
-)
+from workbench.checks import check_sequence, require_choice, require_finite, require_positive
+from workbench.neurons.surrogate import SpikeFn, resolve_spike_fn
 
 PARAMETRISATIONS = ("free", "stable")
 IMPLS = ("auto", "conv", "loop")

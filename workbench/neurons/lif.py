@@ -23,15 +23,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from workbench.neurons.surrogate import (
-    SpikeFn,
-    check_sequence,
-    require_choice,
-    require_finite,
-    require_nonnegative,
-    require_positive,
-    resolve_spike_fn,
-)
+from workbench.checks import check_sequence, require_choice, require_finite, require_nonnegative, require_positive
+from workbench.neurons.surrogate import SpikeFn, resolve_spike_fn
 
 RESETS = ("subtract", "hard")
 

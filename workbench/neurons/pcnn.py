@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.neurons.surrogate import require_finite, require_positive
+from workbench.checks import require_finite, require_positive
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from workbench.neurons.surrogate import (
-    SpikeFn,
-    SpikeFunction,
-    check_noise,
-    check_sequence,
-    require_finite,
-    require_nonnegative,
-    resolve_spike_fn,
-)
+from workbench.checks import check_noise, check_sequence, require_finite, require_nonnegative
+from workbench.neurons.surrogate import SpikeFn, SpikeFunction, resolve_spike_fn
 
 DASBE_OFFSET = 1e-5
 

@@ -17,9 +17,6 @@ The rectangle is normalised to area 1, so the DASBE/GUST surrogate (gradient 1 w
 ``surrogate("rectangle")`` with the default width 1. SNN-IIR's Gaussian (σ = 0.4, threshold 1) is
 ``surrogate("gaussian", sigma=0.4)``. fast_sigmoid and arctan keep their usual literature scaling so
 settings port unchanged from snnTorch/SpikingJelly.
-
-This module also holds the small validation helpers shared by the neuron modules (the lowest layer of
-``workbench.neurons``), so every module reports bad values the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +27,8 @@ from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 
 import torch
+
+from workbench.checks import require_positive
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -147,55 +146,3 @@ def resolve_spike_fn(spec: str | SpikeFn) -> SpikeFn:
     if callable(spec):
         return spec
     raise ValueError(f"surrogate must be a name in {sorted(SURROGATES)} or a callable x -> spikes, got {spec!r}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Validation helpers shared by the neuron modules.
-# ----------------------------------------------------------------------------------------------------
-
-
-def require_finite(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}; pass a finite number")
-    return value
-
-
-def require_positive(name: str, value: float) -> float:
-    value = require_finite(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}; pass a positive number")
-    return value
-
-
-def require_nonnegative(name: str, value: float) -> float:
-    value = require_finite(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}; pass zero or a positive number")
-    return value
-
-
-def require_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def check_sequence(x: torch.Tensor, name: str = "input", layout: str = "[T, B, N]") -> None:
-    """Module inputs are time-first floating tensors with at least [T, B, N] dimensions."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape {layout}, got {type(x).__name__}")
-    if x.dim() < 3:
-        raise ValueError(
-            f"{name} must be time-first {layout} (at least 3 dims), got shape {tuple(x.shape)}; "
-            "add a batch axis with x[:, None] or a time axis with x[None]"
-        )
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating tensor, got dtype {x.dtype}; call .float() first")
-
-
-def check_noise(noise: torch.Tensor, shape: torch.Size, name: str = "noise") -> None:
-    if tuple(noise.shape) != tuple(shape):
-        raise ValueError(f"{name} must have the input's shape {tuple(shape)}, got {tuple(noise.shape)}")
