@@ -1,0 +1,289 @@
+"""Grouping readout: cluster the pixels' smoothed spike trains with k-means (DASBE spec §6.1).
+
+Per image: take the last ``back_steps`` steps, smooth each pixel's train (s(t) + 0.5 s(t-1)), cluster all N
+pixels (background included: it forms the all-zero cluster) into K = max(label) + 1 groups, and score the
+prediction with AMI over labelled pixels.
+
+``kmeans`` is a batched torch k-means with scikit-learn's algorithm: greedy k-means++ seeding
+(2 + floor(ln K) local trials), Lloyd iterations (at most ``max_iter``; stop when labels stop changing or the
+squared centre shift is <= ``tol`` x mean feature variance), empty clusters moved to the farthest points,
+``n_init`` seedings run side by side and the lowest inertia kept. It runs every image of a chunk and every
+seeding at once. Seeding draws come from the counter RNG keyed by (seed, image id), so the result of an
+image does not depend on the other images in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from workbench import rng
+from workbench.metrics import ami_batch, smooth_trains
+from workbench.record import SpikeRecord
+from workbench.rng import Stream
+
+DEFAULT_BACK_CYCLES = 10  # spec §6.1: the last 10 iterations
+
+
+@dataclass
+class KMeansResult:
+    labels: torch.Tensor  # int64 [B, P]
+    inertia: torch.Tensor  # float64 [B], of the kept run
+    n_iter: torch.Tensor  # int64 [B], Lloyd iterations of the kept run
+
+
+def group_pixels(source: SpikeRecord | torch.Tensor, n_clusters: int | Sequence[int] | torch.Tensor | str | None = None,
+                 *, back_steps: int | None = None, smooth: int = 2, n_init: int = 10, seed: int | None = None,
+                 image_ids: Sequence[int] | torch.Tensor | None = None, max_iter: int = 300, tol: float = 1e-4,
+                 chunk: int = 64) -> torch.Tensor:
+    """Predicted group ``[B, N]`` (int64, 0..K-1 in arbitrary order) for each image of a record or ``[T, B, N]`` spikes.
+
+    Args:
+        n_clusters: int, one per image, or None / ``"oracle"``: ``max(label) + 1`` from the record's labels.
+        back_steps: steps at the end to use (default: 10 cycles of a record with a cycle, else all).
+        smooth: smoothing length m (weights 1, 1/2, 1/4, ...; 1 = raw trains).
+        seed: k-means seeding seed (default: each row's binding seed from the record's metadata, else 0).
+        image_ids: keys of the seeding draws (default: the record's image ids, else 0..B-1).
+        chunk: images clustered at once (bounds memory; the result does not depend on it).
+    """
+    spikes = source.spikes if isinstance(source, SpikeRecord) else torch.as_tensor(source)
+    if spikes.dim() != 3:
+        raise ValueError(f"spikes must be [T, B, N], got shape {tuple(spikes.shape)}")
+    T, B, _ = spikes.shape
+    back = _back_steps(source, back_steps, T)
+    trains = spikes[T - back:].permute(1, 2, 0).to(torch.float64)  # [B, N, back]
+    features = smooth_trains(trains, m=smooth)
+    k = _cluster_counts(source, n_clusters, B)
+    seeds = _row_values(source, "seeds", seed, B, default=0)
+    ids = _row_values(source, "image_ids", image_ids, B, default=None)
+    labels = [kmeans(features[i:i + chunk], k[i:i + chunk], n_init=n_init, max_iter=max_iter, tol=tol,
+                     seed=seeds[i:i + chunk], image_ids=ids[i:i + chunk]).labels
+              for i in range(0, B, chunk)]
+    return torch.cat(labels) if labels else torch.zeros(0, spikes.shape[2], dtype=torch.int64)
+
+
+def evaluate_grouping(record: SpikeRecord, labels: Any = None, **group_kwargs: Any) -> np.ndarray:
+    """Per-image AMI (labelled pixels only, arithmetic normalisation) of ``group_pixels(record, ...)``."""
+    labels = record.labels if labels is None else torch.as_tensor(np.asarray(labels)).reshape(record.B, -1)
+    if labels is None:
+        raise ValueError("evaluate_grouping needs labels: pass labels=... or a record that holds them")
+    group_kwargs.setdefault("n_clusters", (labels.max(dim=1).values + 1).tolist())
+    pred = group_pixels(record, **group_kwargs)
+    return np.asarray(ami_batch(labels.cpu().numpy(), pred.cpu().numpy()), dtype=np.float64)
+
+
+def _back_steps(source: Any, back_steps: int | None, T: int) -> int:
+    if back_steps is None:
+        cycle = source.cycle if isinstance(source, SpikeRecord) else None
+        back_steps = DEFAULT_BACK_CYCLES * cycle if cycle else T
+    if back_steps < 1:
+        raise ValueError(f"back_steps must be >= 1, got {back_steps}")
+    return min(int(back_steps), T)
+
+
+def _cluster_counts(source: Any, n_clusters: Any, B: int) -> torch.Tensor:
+    if n_clusters is None or (isinstance(n_clusters, str) and n_clusters == "oracle"):
+        labels = source.labels if isinstance(source, SpikeRecord) else None
+        if labels is None:
+            raise ValueError("n_clusters is needed: the oracle K = max(label) + 1 requires a record with labels")
+        return (labels.max(dim=1).values + 1).cpu().to(torch.int64)
+    k = torch.as_tensor(np.asarray(n_clusters), dtype=torch.int64).reshape(-1).cpu()
+    k = k.expand(B).clone() if k.numel() == 1 else k
+    if k.shape != (B,) or int(k.min()) < 1:
+        raise ValueError(f"n_clusters must be an int >= 1 or one per image ({B}), got {n_clusters!r}")
+    return k
+
+
+def _row_values(source: Any, key: str, given: Any, B: int, default: int | None) -> torch.Tensor:
+    """Per-row seeds / image ids: explicit value, else the record's metadata, else the default."""
+    if given is None and isinstance(source, SpikeRecord) and len(source.meta.get(key, [])) == B:
+        given = source.meta[key]
+    if given is None:
+        given = torch.arange(B) if default is None else default
+    values = torch.as_tensor(np.asarray(given), dtype=torch.int64).reshape(-1)
+    return values.expand(B).clone() if values.numel() == 1 else values
+
+
+# --- batched k-means -----------------------------------------------------------------------------
+# Every centre is a weighted mean of data points, c_k = sum_p alpha[p, k] x_p (k-means++ picks single points,
+# Lloyd takes cluster means), so all distances follow from the Gram matrix G = X X^T:
+#     |x_q - c_k|^2 = G_qq - 2 (G alpha)_qk + alpha_k^T G alpha_k.
+# Spike-train features have few distinct rows (every silent pixel is the same all-zero row), so the points
+# are deduplicated first and carry weights; weighted k-means on the unique rows is k-means on all rows.
+
+
+def kmeans(features: torch.Tensor, n_clusters: torch.Tensor | int, *, n_init: int = 10, max_iter: int = 300,
+           tol: float = 1e-4, seed: int | torch.Tensor = 0, image_ids: torch.Tensor | None = None) -> KMeansResult:
+    """Cluster ``features [B, P, F]`` into ``n_clusters`` (int or ``[B]``) groups per image; float64 inside."""
+    X = torch.as_tensor(features).to(torch.float64)
+    B, P, _ = X.shape
+    k = torch.as_tensor(n_clusters, dtype=torch.int64).reshape(-1).expand(B).to(X.device)
+    if B == 0:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return KMeansResult(torch.zeros(0, P, dtype=torch.int64), torch.zeros(0, dtype=torch.float64), empty)
+    if int(k.min()) < 1 or int(k.max()) > P:
+        raise ValueError(f"n_clusters must lie in 1..{P} (the number of points), got {k.tolist()}")
+    ids = torch.arange(B) if image_ids is None else torch.as_tensor(image_ids)
+    seeds = torch.as_tensor(seed, dtype=torch.int64).reshape(-1).expand(B)
+    points, weights, inverse = _unique_points(X)
+    G = torch.bmm(points, points.transpose(1, 2))
+    valid = torch.arange(int(k.max()), device=X.device)[None, :] < k[:, None]  # [B, K]: clusters in use
+    alpha = _kmeans_plus_plus(G, weights, k, valid, n_init, seeds.to(X.device), ids.to(X.device))
+    tol_abs = tol * X.var(dim=1, unbiased=False).mean(dim=1)  # sklearn: relative to the mean feature variance
+    alpha, n_iter = _lloyd(G, weights, alpha, valid, max_iter, tol_abs)
+    closest, labels = _assign(G, *_center_products(G, alpha), valid)
+    inertia = (closest * weights[:, None, :]).sum(dim=2)  # [B, R]
+    best = inertia.argmin(dim=1)  # first minimum: ties keep the earliest run, as sklearn
+    pick = torch.arange(B, device=X.device)
+    return KMeansResult(labels[pick, best].gather(1, inverse), inertia[pick, best], n_iter[pick, best])
+
+
+def _unique_points(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distinct rows per image, padded to a common count: points ``[B, U, F]``, weights ``[B, U]``
+    (row multiplicities; 0 marks padding, which always sits at the end), inverse ``[B, P]``."""
+    rows = [torch.unique(x, dim=0, return_inverse=True, return_counts=True) for x in X]
+    U = max(len(r[0]) for r in rows)
+    points = X.new_zeros(X.shape[0], U, X.shape[2])
+    weights = X.new_zeros(X.shape[0], U)
+    for b, (unique, _, counts) in enumerate(rows):
+        points[b, : len(unique)] = unique
+        weights[b, : len(unique)] = counts.to(X.dtype)
+    return points, weights, torch.stack([r[1] for r in rows])
+
+
+def _kmeans_plus_plus(G: torch.Tensor, w: torch.Tensor, k: torch.Tensor, valid: torch.Tensor, n_init: int,
+                      seeds: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Greedy weighted k-means++ for every image and run at once; returns centre coefficients ``[B, U, R*K]``."""
+    B, U, _ = G.shape
+    K, R = valid.shape[1], n_init
+    trials = 2 + torch.floor(torch.log(k.to(torch.float64))).to(torch.int64)  # sklearn's local trials
+    T = int(trials.max())
+    last = (w > 0).sum(dim=1)[:, None, None] - 1  # last real point: padding is never chosen
+    diag = torch.diagonal(G, dim1=1, dim2=2)  # [B, U]
+    draws = _Draws(seeds, ids, B, R)
+    chosen = torch.zeros(B, R, K, dtype=torch.int64, device=G.device)
+    first = _sample(w[:, None, :].expand(B, R, U), draws(0, 1), last)[..., 0]  # [B, R]
+    chosen[:, :, 0] = first
+    closest = _point_distances(G, diag, first[:, :, None])[..., 0]  # [B, R, U]
+    trial_ok = torch.arange(T, device=G.device)[None, None, :] < trials[:, None, None]
+    for c in range(1, K):
+        candidates = _sample(w[:, None, :] * closest, draws(c, T), last)  # [B, R, T]
+        merged = torch.minimum(closest[..., None], _point_distances(G, diag, candidates))  # [B, R, U, T]
+        pots = (merged * w[:, None, :, None]).sum(dim=2).masked_fill(~trial_ok, math.inf)
+        best = pots.argmin(dim=2)  # [B, R]
+        chosen[:, :, c] = candidates.gather(2, best[..., None])[..., 0]
+        new_closest = merged.gather(3, best[:, :, None, None].expand(B, R, U, 1))[..., 0]
+        closest = torch.where(valid[:, c][:, None, None], new_closest, closest)
+    alpha = torch.nn.functional.one_hot(chosen, U).to(G.dtype) * valid[:, None, :, None]  # [B, R, K, U]
+    return alpha.reshape(B, R * K, U).transpose(1, 2)
+
+
+class _Draws:
+    """Uniforms for choosing centre ``c`` in each run, keyed by (seed, image id, run, centre)."""
+
+    def __init__(self, seeds: torch.Tensor, ids: torch.Tensor, B: int, R: int) -> None:
+        self.seeds, self.ids = seeds.repeat_interleave(R), ids.repeat_interleave(R)
+        self.runs = torch.arange(R, device=seeds.device).repeat(B)
+        self.B, self.R = B, R
+
+    def __call__(self, center: int, n: int) -> torch.Tensor:
+        u = rng.uniform(self.seeds, Stream.KMEANS, self.ids, self.runs * 65536 + center, n)
+        return u.reshape(self.B, self.R, n).to(torch.float64)
+
+
+def _sample(mass: torch.Tensor, u: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """Indices drawn with probability proportional to ``mass [B, R, U]`` (inverse CDF, as sklearn)."""
+    cumulative = torch.cumsum(mass, dim=2)
+    picks = torch.searchsorted(cumulative, u * cumulative[..., -1:])
+    return torch.minimum(picks, last)
+
+
+def _point_distances(G: torch.Tensor, diag: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``[B, R, U, M]`` squared distances from every point to the points ``index [B, R, M]``."""
+    B, R, M = index.shape
+    cross = G.gather(2, index.reshape(B, 1, R * M).expand(B, G.shape[1], R * M))  # [B, U, R*M]
+    cross = cross.reshape(B, -1, R, M).transpose(1, 2)
+    target_norms = diag.gather(1, index.reshape(B, -1)).reshape(B, R, 1, M)
+    return (diag[:, None, :, None] - 2.0 * cross + target_norms).clamp_(min=0.0)
+
+
+def _center_products(G: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``G alpha`` (points . centres, ``[B, U, R*K]``) and the centres' squared norms ``[B, R*K]``."""
+    Ga = torch.bmm(G, alpha)
+    return Ga, (alpha * Ga).sum(dim=1)
+
+
+def _assign(G: torch.Tensor, Ga: torch.Tensor, norms: torch.Tensor, valid: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centre per point and run: squared distance and label, both ``[B, R, U]``."""
+    B, U, RK = Ga.shape
+    K = valid.shape[1]
+    d = torch.diagonal(G, dim1=1, dim2=2)[:, :, None] - 2.0 * Ga + norms[:, None, :]
+    d = d.clamp_(min=0.0).reshape(B, U, RK // K, K).transpose(1, 2)  # [B, R, U, K]
+    return d.masked_fill_(~valid[:, None, None, :], math.inf).min(dim=3)
+
+
+def _lloyd(G: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, valid: torch.Tensor, max_iter: int,
+           tol_abs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd iterations on all runs; a run stops (and is frozen) at sklearn's convergence tests:
+    labels unchanged, or total squared centre shift <= ``tol_abs``."""
+    B, U, RK = alpha.shape
+    K = valid.shape[1]
+    R = RK // K
+    active = torch.ones(B, R, dtype=torch.bool, device=G.device)
+    n_iter = torch.zeros(B, R, dtype=torch.int64, device=G.device)
+    old_labels = torch.full((B, R, U), -1, dtype=torch.int64, device=G.device)
+    padding = (w == 0)[:, None, :]
+    Ga, norms = _center_products(G, alpha)
+    for _ in range(max_iter):
+        closest, labels = _assign(G, Ga, norms, valid)
+        new_alpha = _cluster_means(w, labels, closest, alpha, valid)
+        new_Ga, new_norms = _center_products(G, new_alpha)
+        cross = (new_alpha * Ga).sum(dim=1)  # c_new . c_old
+        shift = (new_norms + norms - 2.0 * cross).clamp(min=0.0).reshape(B, R, K).sum(dim=2)
+        columns = active[:, :, None].expand(B, R, K).reshape(B, RK)  # a run's K centre columns
+        alpha = torch.where(columns[:, None, :], new_alpha, alpha)
+        Ga = torch.where(columns[:, None, :], new_Ga, Ga)
+        norms = torch.where(columns, new_norms, norms)
+        n_iter += active.to(torch.int64)
+        unchanged = ((labels == old_labels) | padding).all(dim=2)
+        active &= ~(unchanged | (shift <= tol_abs[:, None]))
+        old_labels = labels
+        if not bool(active.any()):
+            break
+    return alpha, n_iter
+
+
+def _cluster_means(w: torch.Tensor, labels: torch.Tensor, closest: torch.Tensor, alpha: torch.Tensor,
+                   valid: torch.Tensor) -> torch.Tensor:
+    """Coefficients of the weighted cluster means; an empty cluster takes the farthest point (sklearn)."""
+    B, U, RK = alpha.shape
+    K = valid.shape[1]
+    labels = _relocate_empty(w, labels, closest, valid)
+    member = torch.nn.functional.one_hot(labels, K).to(w.dtype) * w[:, None, :, None]  # [B, R, U, K]
+    mass = member.sum(dim=2, keepdim=True)
+    means = (member / mass.clamp(min=1e-300)).permute(0, 2, 1, 3).reshape(B, U, RK)
+    has_members = (mass > 0).reshape(B, 1, RK)
+    return torch.where(has_members, means, alpha)
+
+
+def _relocate_empty(w: torch.Tensor, labels: torch.Tensor, closest: torch.Tensor, valid: torch.Tensor
+                    ) -> torch.Tensor:
+    """Move the points farthest from their centres into empty clusters (rare, so a plain loop)."""
+    K = valid.shape[1]
+    real = w > 0
+    counts = torch.nn.functional.one_hot(labels, K).mul_(real[:, None, :, None]).sum(dim=2)  # [B, R, K]
+    empty = (counts == 0) & valid[:, None, :]
+    if not bool(empty.any()):
+        return labels
+    labels = labels.clone()
+    for b, r in empty.any(dim=2).nonzero().tolist():
+        missing = empty[b, r].nonzero()[:, 0]
+        n_move = min(len(missing), int(real[b].sum()))
+        far = torch.topk(closest[b, r].masked_fill(~real[b], -math.inf), n_move).indices
+        labels[b, r, far] = missing[:n_move]
+    return labels
