@@ -11,6 +11,7 @@ from workbench.binding.readout import evaluate_grouping, group_pixels, kmeans
 from workbench.data.bars import generate_bars, single_bars
 from workbench.metrics import ami, ami_batch, smooth_trains
 from workbench.models.dae import MLPDAE, train_dae
+from workbench.record import SpikeRecord
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +114,27 @@ def test_evaluate_grouping_needs_labels_and_validates_k(binding_record):
         kmeans(torch.zeros(1, 5, 2), 6)
     explicit = evaluate_grouping(rec.select([0, 1]), labels=rec.labels[:2].numpy())
     assert explicit.shape == (2,) and ((explicit > -1) & (explicit <= 1)).all()
+
+
+def test_scores_per_cycle_rise_as_objects_separate_into_phases():
+    # Two objects: during cycles 0-1 every pixel fires at a random slot, during 2-3 object k fires
+    # only in slot 3k. Grouping must be poor early and perfect late.
+    from workbench.binding.readout import scores_per_cycle
+
+    D, B, N, gen = 10, 2, 12, torch.Generator().manual_seed(0)
+    labels = torch.tensor([[1] * 6 + [2] * 6] * B)
+    spikes = torch.zeros(4 * D, B, N, dtype=torch.bool)
+    for c in range(2):
+        slots = torch.randint(0, D, (B, N), generator=gen)
+        spikes[c * D + slots, torch.arange(B)[:, None], torch.arange(N)] = True
+    for c in range(2, 4):
+        for k in (1, 2):
+            spikes[c * D + 3 * k, :, labels[0] == k] = True
+    record = SpikeRecord(spikes, image_shape=(3, 4), cycle=D, labels=labels)
+    scores = scores_per_cycle(record)
+    assert scores.ami.shape == (4, B) and scores.synchrony.shape == (4, B)
+    late = scores.mean()
+    assert np.allclose(scores.ami[2:], 1.0) and np.allclose(scores.synchrony[2:], 1.0)
+    assert late["ami"][:2].max() < 0.9
+    with pytest.raises(IndexError):
+        scores_per_cycle(record, cycles=[4])
