@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import plotly.graph_objects as go
@@ -112,3 +113,21 @@ def refresh(fw: go.FigureWidget, fig: go.Figure) -> None:
             fw.data = ()
             fw.add_traces(list(fig.data))
         fw.layout = fig.layout
+
+
+@contextlib.contextmanager
+def holding(view) -> Iterator[None]:
+    """Suspend ``view``'s observers (its ``_hold`` flag) while several controls change, so that a
+    programmatic ``set`` redraws once instead of once per control."""
+    view._hold = True
+    try:
+        yield
+    finally:
+        view._hold = False
+
+
+def assign(pairs: Iterable[tuple[Any, Any]]) -> None:
+    """Set ``control.value = value`` for each pair whose value is not None."""
+    for control, value in pairs:
+        if value is not None:
+            control.value = value

@@ -19,9 +19,11 @@ from widgets._style import (
     BACKGROUNDS,
     GROUP_PALETTE,
     OVERLAP_GREY,
+    assign,
     check_batch,
     check_cycle,
     figure_widget,
+    holding,
     refresh,
     require_cycle,
     require_image_shape,
@@ -229,13 +231,8 @@ class GroupColoring:
         cycle = None if cycle is None else check_cycle(self.record, cycle)
         if weight is not None and weight not in self.weight.options:
             raise ValueError(f"weight must be one of {list(self.weight.options)}, got {weight!r}")
-        self._hold = True
-        try:
-            for ctrl, val in ((self.b, b), (self.cycle, cycle), (self.weight, weight)):
-                if val is not None:
-                    ctrl.value = val
-        finally:
-            self._hold = False
+        with holding(self):
+            assign(((self.b, b), (self.cycle, cycle), (self.weight, weight)))
         self._on_change()
         return self
 

@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from widgets._style import figure_widget, refresh
+from widgets._style import figure_widget, holding, refresh
 
 # Input sliders shared by every model: name -> (kind, default, min, max, step). Their names are the
 # keyword arguments of explore.make_input.
@@ -185,11 +185,8 @@ class NeuronTuner:
         self._build_param_sliders(change["new"])
         if self._hold:  # inside set(): it assigns the input and redraws itself
             return
-        self._hold = True
-        try:
+        with holding(self):
             self.input_kind.value = self.explore.NEURON_MODELS[change["new"]].default_input
-        finally:
-            self._hold = False
         self._on_change()
 
     # --- programmatic use ------------------------------------------------------------------------
@@ -203,16 +200,13 @@ class NeuronTuner:
         unknown = sorted(set(values) - valid)
         if unknown:  # checked before anything changes
             raise KeyError(f"unknown control(s) {unknown} for model {key!r}; valid: {sorted(valid | {'model'})}")
-        self._hold = True
-        try:
+        with holding(self):
             if key != self.model.value:
                 self.model.value = key  # rebuilds the parameter sliders
                 self.input_kind.value = self.explore.NEURON_MODELS[key].default_input
             controls = {**self.inputs, **self.params, "input_kind": self.input_kind, "seed": self.seed}
             for name, val in values.items():
                 self._assign(name, controls[name], val)
-        finally:
-            self._hold = False
         self._redraw()  # programmatic use: a simulation error raises
         return self
 

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from widgets._style import check_batch, css, figure_widget, group_name, group_rgb, refresh, to_numpy
+from widgets._style import assign, check_batch, css, figure_widget, group_name, group_rgb, holding, refresh, to_numpy
 
 COLOR_BY = ("labels", "none")
 MAX_CYCLE_LINES = 400  # beyond this the boundary lines would paint the raster grey: leave them out
@@ -149,15 +149,8 @@ class SpikeRaster:
             s0, s1 = _window(self.record.T, s0 if start is None else start, s1 if stop is None else stop)
         if color_by is not None and (color_by not in COLOR_BY or self.color_by.disabled and color_by != "none"):
             raise ValueError(f"color_by must be one of {COLOR_BY} ('labels' needs a record with labels), got {color_by!r}")
-        self._hold = True
-        try:
-            if b is not None:
-                self.b.value = b
-            self.steps.value = (s0, s1)
-            if color_by is not None:
-                self.color_by.value = color_by
-        finally:
-            self._hold = False
+        with holding(self):
+            assign(((self.b, b), (self.steps, (s0, s1)), (self.color_by, color_by)))
         self._on_change()
         return self
 
