@@ -173,3 +173,14 @@ def test_hdf5_missing_attribute_or_bad_spikes(tmp_path):
         f.create_dataset("spikes", data=np.zeros((4, 6), dtype=np.uint8))
     with pytest.raises(RecordFormatError, match=r"\[T, B, N\]"):
         SpikeRecord.from_hdf5(flat)
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+
+    from workbench.fileio import write_json
+
+    path = write_json(tmp_path / "x.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
