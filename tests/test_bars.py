@@ -25,6 +25,25 @@ def test_train_multi_first_6000_hashes_match_the_authors(first_6000):
     assert sha16(labels) == "5b04c385a017fa7a"
 
 
+def test_full_train_multi_hash_matches_the_authors():
+    images, labels = generate_bars(60000, np.random.RandomState(BARS_SEED))
+    assert sha16(images) == "258bee7bc287ad1f"
+    assert sha16(images[:6000]) == "fa772c526f4d812f" and sha16(labels[:6000]) == "5b04c385a017fa7a"
+
+
+def test_registry_file_equals_bars_splits(tmp_path):
+    from workbench.data.datasets import make_dataset
+    from workbench.data.store import list_splits, read_split
+
+    path = make_dataset("bars", tmp_path / "bars.h5", sizes={"train_multi": 30, "test": 10, "train_single": 20},
+                        progress=False)
+    splits = bars_splits(n_train=30, n_test=10, n_single=20)
+    assert set(list_splits(path)) == set(splits)
+    for name, (images, labels) in splits.items():
+        got_images, got_labels = read_split(path, name)
+        assert np.array_equal(got_images, images) and np.array_equal(got_labels, labels), name
+
+
 def test_statistics_of_every_image(first_6000):
     images, labels = first_6000
     assert set(np.unique(images)) == {0, 1}
@@ -60,11 +79,11 @@ def test_choice_of_size_zero_still_draws_a_permutation():
 
 def test_splits_order_and_single_set():
     splits = bars_splits(n_train=30, n_test=10, n_single=20)
-    assert set(splits) == {"train_multi", "test", "train_single", "single_hori", "single_vert"}
+    assert set(splits) == {"train_multi", "test", "train_single", "train_single_hori", "train_single_vert"}
     ref = np.random.RandomState(BARS_SEED)
     assert np.array_equal(splits["train_multi"][0], generate_bars(30, ref)[0])
     assert np.array_equal(splits["test"][0], generate_bars(10, ref)[0])
-    hori, vert = splits["single_hori"][0], splits["single_vert"][0]
+    hori, vert = splits["train_single_hori"][0], splits["train_single_vert"][0]
     assert hori.shape == vert.shape == (10, 20, 20)
     assert (hori.sum(axis=2).max(axis=1) == 20).all() and (hori.sum(axis=(1, 2)) == 20).all()
     assert (vert.sum(axis=1).max(axis=1) == 20).all() and (vert.sum(axis=(1, 2)) == 20).all()

@@ -63,8 +63,9 @@ def bars_splits(seed: int = BARS_SEED, n_train: int = 60000, n_test: int = 10000
 
     Order: ``train_multi`` (n_train), ``test`` (n_test), then the single-bar set: n_single // 2 images with one
     horizontal bar, then the rest with one vertical bar (both draw the vertical columns first, even when there
-    are none). ``single_hori`` / ``single_vert`` are copies of the two halves taken before the single set is
-    permuted by ``shuffle(arange(n_single))``; the permuted set is ``train_single``.
+    are none). ``train_single_hori`` / ``train_single_vert`` (the spec's ``single_hori`` / ``single_vert``) are
+    copies of the two halves taken before the single set is permuted by ``shuffle(arange(n_single))``; the
+    permuted set is ``train_single``. ``workbench.data.datasets.make_dataset("bars")`` writes the same splits.
     """
     rng = np.random.RandomState(seed)
     splits = {"train_multi": generate_bars(n_train, rng), "test": generate_bars(n_test, rng)}
@@ -76,8 +77,8 @@ def bars_splits(seed: int = BARS_SEED, n_train: int = 60000, n_test: int = 10000
     order = np.arange(n_single)
     rng.shuffle(order)
     splits["train_single"] = (single_images[order], single_labels[order])
-    splits["single_hori"] = (hori[0].copy(), hori[1].copy())
-    splits["single_vert"] = (vert[0].copy(), vert[1].copy())
+    splits["train_single_hori"] = (hori[0].copy(), hori[1].copy())
+    splits["train_single_vert"] = (vert[0].copy(), vert[1].copy())
     return splits
 
 
