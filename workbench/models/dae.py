@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -50,6 +50,10 @@ class MLPDAE(nn.Module):
                 torch.manual_seed(seed)
             self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:middle], sizes[1:middle + 1]))
             self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[middle:-1], sizes[middle + 1:]))
+
+    def config_kwargs(self) -> dict:
+        """Constructor arguments that rebuild this architecture (stored in checkpoints)."""
+        return {"sizes": list(self.sizes), "hidden_act": self.hidden_act}
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.encoder[:-1]:
@@ -132,7 +136,11 @@ def _sizes_from_state(state: dict[str, torch.Tensor]) -> tuple[int, ...]:
 
 @dataclass
 class TrainHistory:
-    """Per-epoch losses of ``train_dae``; ``best_epoch`` is the epoch whose weights the model keeps."""
+    """Per-epoch losses of a training run; ``best_epoch`` is the epoch whose weights the model keeps.
+
+    ``lr`` is the learning rate each epoch ran with; ``seconds`` is the training time summed over resumed
+    runs. ``to_dict``/``from_dict`` give a JSON-ready form (used by checkpoints and ``history.json``).
+    """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -140,16 +148,100 @@ class TrainHistory:
     best_val_loss: float = math.inf
     stopped_early: bool = False
     seconds: float = 0.0
+    lr: list[float] = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
         return len(self.train_loss)
 
+    def to_dict(self) -> dict:
+        return {"train_loss": list(self.train_loss), "val_loss": list(self.val_loss), "lr": list(self.lr),
+                "best_epoch": self.best_epoch, "best_val_loss": _json_float(self.best_val_loss),
+                "stopped_early": self.stopped_early, "seconds": self.seconds, "epochs": self.epochs}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "TrainHistory":
+        best = d.get("best_val_loss")
+        return cls(train_loss=[_float(v) for v in d["train_loss"]], val_loss=[_float(v) for v in d["val_loss"]],
+                   best_epoch=int(d["best_epoch"]), best_val_loss=math.inf if best is None else float(best),
+                   stopped_early=bool(d.get("stopped_early", False)), seconds=float(d.get("seconds", 0.0)),
+                   lr=[float(v) for v in d.get("lr", [])])
+
+
+def _float(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _json_float(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass
+class EpochEnd:
+    """What an ``on_epoch`` callback sees after each epoch (the learning-rate step is already applied,
+    so ``optimiser.state_dict()`` is exactly what a resumed run needs)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    improved: bool
+    history: TrainHistory
+    model: nn.Module
+    optimiser: torch.optim.Optimizer
+
+
+EpochCallback = Callable[[EpochEnd], None]
+
+
+def fit_epochs(model: nn.Module, optimiser: torch.optim.Optimizer, train_epoch: Callable[[int], float],
+               validate: Callable[[], float], *, epochs: int, patience: int,
+               lr_steps: Sequence[tuple[int, float]] = DASBE_LR_STEPS, progress: bool = True,
+               history: TrainHistory | None = None, best_state: Mapping[str, torch.Tensor] | None = None,
+               on_epoch: EpochCallback | None = None, desc: str = "train DAE") -> TrainHistory:
+    """The epoch loop shared by every DAE recipe (spec §5): train, validate, keep the best, step the rate.
+
+    ``train_epoch(epoch)`` runs one epoch and returns its mean training loss; ``validate()`` returns the
+    validation score (lower is better). After each epoch the rate multipliers of ``lr_steps`` whose epoch
+    index matches are applied; training stops when more than ``patience`` epochs pass without an
+    improvement. To resume, pass the saved ``history`` (its length is the next epoch) and ``best_state``
+    with the optimiser (and any generator) already restored. The model ends holding the best weights.
+    """
+    history = history if history is not None else TrainHistory()
+    best_state = copy.deepcopy(dict(best_state if best_state is not None else model.state_dict()))
+    prior_seconds, start = history.seconds, time.perf_counter()
+    bar = _progress_bar(epochs, progress, desc=desc, initial=min(history.epochs, epochs))
+    try:
+        for epoch in range(history.epochs, epochs):
+            if history.stopped_early:
+                break
+            lr = float(optimiser.param_groups[0]["lr"])
+            train_loss = float(train_epoch(epoch))
+            val_loss = float(validate())
+            history.train_loss.append(train_loss)
+            history.val_loss.append(val_loss)
+            history.lr.append(lr)
+            improved = val_loss < history.best_val_loss
+            if improved:
+                history.best_val_loss, history.best_epoch = val_loss, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            _apply_lr_steps(optimiser, epoch, lr_steps)
+            history.stopped_early = epoch - history.best_epoch > patience
+            history.seconds = prior_seconds + time.perf_counter() - start
+            if on_epoch is not None:
+                on_epoch(EpochEnd(epoch, train_loss, val_loss, improved, history, model, optimiser))
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=history.best_epoch)
+            bar.update(1)
+    finally:
+        bar.close()
+    model.load_state_dict(best_state)
+    return history
+
 
 def train_dae(model: nn.Module, images: torch.Tensor, *, epochs: int = 300, batch_size: int = 1024,
               lr: float = 0.01, dropout: tuple[float, float] | float = (0.6, 0.8), val_fraction: float = 0.1,
               seed: int = 0, patience: int = 40,
-              lr_steps: Sequence[tuple[int, float]] = DASBE_LR_STEPS, progress: bool = True) -> TrainHistory:
+              lr_steps: Sequence[tuple[int, float]] = DASBE_LR_STEPS, progress: bool = True,
+              on_epoch: EpochCallback | None = None) -> TrainHistory:
     """Train ``model`` as a denoising autoencoder on single-object ``images [n, N]`` (0/1 floats), in place.
 
     Recipe (spec §5): the last ``val_fraction`` of the images (no shuffling before the split) validates with
@@ -157,35 +249,35 @@ def train_dae(model: nn.Module, images: torch.Tensor, *, epochs: int = 300, batc
     ``p ~ U(dropout)`` drawn once per batch (a float means a fixed p); target is the clean image; BCE (mean);
     Adam; rate multipliers applied after the epochs in ``lr_steps``. Stops when more than ``patience``
     epochs pass without a validation improvement, and loads the best-validation weights before returning.
+    ``on_epoch`` is called after every epoch (e.g. to write checkpoints; see ``fit_epochs``).
+    ``workbench.models.presets.train_preset`` runs this recipe from a dataset file with checkpoints and resume.
     """
     x = _check_images(images, model)
+    train, val = split_train_val(x, val_fraction)
+    low, high = dropout_range(dropout)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    return fit_epochs(model, optimiser,
+                      lambda epoch: _train_epoch(model, train, optimiser, batch_size, low, high, gen),
+                      lambda: _validation_score(model, val, batch_size),
+                      epochs=epochs, patience=patience, lr_steps=lr_steps, progress=progress, on_epoch=on_epoch)
+
+
+def split_train_val(x: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """First ``1 - val_fraction`` for training, the rest for validation, in file order (no shuffling; spec §5)."""
     n_val = int(round(len(x) * val_fraction))
     if not 0 < n_val < len(x):
         raise ValueError(f"val_fraction={val_fraction} leaves {len(x) - n_val} training and {n_val} "
                          f"validation images out of {len(x)}; both must be non-empty")
-    train, val = x[: len(x) - n_val], x[len(x) - n_val:]
-    low, high = (dropout, dropout) if isinstance(dropout, (int, float)) else dropout
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    history, best_state = TrainHistory(), copy.deepcopy(model.state_dict())
-    start = time.perf_counter()
-    bar = _progress_bar(epochs, progress)
-    for epoch in range(epochs):
-        history.train_loss.append(_train_epoch(model, train, optimiser, batch_size, low, high, gen))
-        history.val_loss.append(_validation_score(model, val, batch_size))
-        if history.val_loss[-1] < history.best_val_loss:
-            history.best_val_loss, history.best_epoch = history.val_loss[-1], epoch
-            best_state = copy.deepcopy(model.state_dict())
-        _apply_lr_steps(optimiser, epoch, lr_steps)
-        bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{history.val_loss[-1]:.4f}")
-        bar.update(1)
-        if epoch - history.best_epoch > patience:
-            history.stopped_early = True
-            break
-    bar.close()
-    model.load_state_dict(best_state)
-    history.seconds = time.perf_counter() - start
-    return history
+    return x[: len(x) - n_val], x[len(x) - n_val:]
+
+
+def dropout_range(dropout: tuple[float, float] | float) -> tuple[float, float]:
+    """``(low, high)`` of the per-batch pixel-dropout probability; a single number means a fixed p."""
+    low, high = (dropout, dropout) if isinstance(dropout, (int, float)) else tuple(dropout)
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"dropout must be p or (low, high) with 0 <= low <= high <= 1, got {dropout!r}")
+    return float(low), float(high)
 
 
 def _check_images(images: torch.Tensor, model: nn.Module) -> torch.Tensor:
@@ -237,8 +329,9 @@ def _apply_lr_steps(optimiser: torch.optim.Optimizer, epoch: int, lr_steps: Sequ
                 group["lr"] *= factor
 
 
-def _progress_bar(total: int, progress: bool):
+def _progress_bar(total: int, progress: bool, desc: str = "train DAE", initial: int = 0):
     from tqdm.auto import tqdm
 
     interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
-    return tqdm(total=total, desc="train DAE", unit="epoch", disable=not (progress and interactive), leave=False)
+    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", disable=not (progress and interactive),
+                leave=False)
