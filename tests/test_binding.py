@@ -1,5 +1,7 @@
 """DASBE binding loop: spec §2.3 properties, delay line, determinism, batch invariance, reference path."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -232,3 +234,80 @@ def test_input_errors(random_dae):
         run_binding(random_dae, torch.ones(2, 400), params, labels=np.zeros((2, 10)))
     with pytest.raises(ValueError, match="reconstruction of shape"):
         run_binding(lambda a: a[:, :10], torch.ones(1, 400), params)
+
+
+# --- the fast batched path (on-pixel state, MLP DAE once per iteration) vs the dense path ------------------
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "dasbe"
+
+
+def _authors_scenes(name: str, n: int):
+    path = REFERENCE / f"{name}_dae.pt"
+    if not path.exists():
+        pytest.skip(f"authors' weights not found at {path}")
+    dae = MLPDAE.from_state_dict(torch.load(path, weights_only=True))
+    if name == "bars":
+        images, _ = generate_bars(n, np.random.RandomState(471958))
+        return dae, torch.as_tensor(images.reshape(n, -1)).float(), DasbeParams.bars(n_iter=5)
+    corners = pytest.importorskip("workbench.data.corners")
+    images = corners.generate_corners(n, np.random.RandomState(corners.CORNERS_SEED)).images
+    return dae, torch.as_tensor(images.reshape(n, -1)).float(), DasbeParams.corners(n_iter=8)
+
+
+@pytest.mark.parametrize("name", ["bars", "corners"])
+def test_fast_path_gives_the_dense_paths_spikes_with_the_authors_weights(name):
+    dae, x, params = _authors_scenes(name, 4)
+    fast = run_binding(dae, x, params, seed=[111, 222])
+    dense = run_binding(dae, x, params, seed=[111, 222], impl="dense")
+    assert fast.meta["dae_path"] == "mlp" and dense.meta["dae_path"] == "module"
+    assert int(fast.spikes.sum()) > 2000
+    assert torch.equal(fast.spikes, dense.spikes)  # bit-identical, every step
+    # batch invariance of the fast path: other batch composition (other padding P, one seed)
+    part = run_binding(dae, x[[2, 0]], params, seed=222, image_ids=[2, 0])
+    assert torch.equal(part.spikes, fast.spikes[:, [6, 4]])
+
+
+@pytest.mark.parametrize("sparse_max, gather_max", [(0.1, 0.6), (0.0, 0.0), (1.0, 1.0)])
+def test_fast_path_branches_agree_with_dense_for_a_deep_relu_mlp(monkeypatch, bars, sparse_max, gather_max):
+    # Dense vs sparse first layer, gathered vs dense output layer; grey levels exercise m = x * R.
+    monkeypatch.setattr(dasbe, "_SPARSE_MAX_DENSITY", sparse_max)
+    monkeypatch.setattr(dasbe, "_GATHER_MAX_FRACTION", gather_max)
+    dae = MLPDAE((400, 48, 24, 48, 400), hidden_act="relu", seed=1)
+    with torch.no_grad():
+        dae.decoder[-1].bias += 1.5  # enough drive to keep the pixels firing
+    x = torch.as_tensor(bars[0][:3], dtype=torch.float32).reshape(3, -1)
+    x[1] *= 0.75
+    params = DasbeParams.bars(n_iter=4)
+    fast = run_binding(dae, x, params, seed=[3, 4])
+    dense = run_binding(dae, x, params, seed=[3, 4], impl="dense")
+    assert fast.meta["dae_path"] == "mlp" and int(fast.spikes[54:].sum()) > 1000
+    assert torch.equal(fast.spikes, dense.spikes)
+
+
+def test_fast_path_recognises_only_unmodified_mlp_daes():
+    dae = MLPDAE((400, 16, 400), seed=0)
+    layers = dasbe._mlp_layers(dae)
+    assert [act for _, _, act in layers] == ["sigmoid", "sigmoid"] and layers[0][0] is dae.encoder[0].weight
+
+    class Noisy(MLPDAE):
+        def forward(self, x):
+            return super().forward(x + 0.1)
+
+    assert dasbe._mlp_layers(Noisy((400, 16, 400))) is None
+    hooked = MLPDAE((400, 16, 400), seed=0)
+    hooked.decoder[0].register_forward_hook(lambda *args: None)
+    assert dasbe._mlp_layers(hooked) is None
+    assert dasbe._mlp_layers(ConstantDAE(1.0)) is None
+    rec = run_binding(Noisy((400, 16, 400), seed=0), torch.ones(1, 400), DasbeParams.bars(n_iter=1))
+    assert rec.meta["dae_path"] == "module"
+
+
+def test_on_pixel_init_equals_the_dense_init():
+    x = (torch.rand(6, 400, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    seeds, ids = torch.tensor([5, 5, 5, 6, 6, 6]), torch.tensor([10, 11, 12, 10, 11, 12])
+    lay = dasbe._OnPixels(x, n_images=3)
+    ring = lay.init_ring(seeds, ids, 54).view(54, 6, lay.P)
+    dense = init_delay_line(seeds, ids, 54, 400)  # [D, rows, N]
+    expected = dense[:, lay.row_of[:, None], lay.pix]  # [D, rows(compact), P]
+    assert torch.equal(ring[:, lay.valid], expected[:, lay.valid])
+    assert lay.row_of.tolist() == [0, 3, 1, 4, 2, 5]  # image-major: both seeds of an image side by side

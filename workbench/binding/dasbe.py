@@ -20,8 +20,14 @@ practically never does. Together this makes each row's spikes identical for any 
 (spec §2.6, §11 item 9). Pass ``dae_dtype=None`` to run the DAE in its own dtype (faster, but then batch
 invariance holds only up to last-bit rounding).
 
-``impl="reference"`` runs a slow, literal one-image-at-a-time loop with the spec's integer refractory
-counter, for equivalence tests.
+Three implementations give the same spikes (``impl``):
+
+* ``"batched"`` (default): neuron state, noise and delay line only at each row's on-pixels, and for an
+  ``MLPDAE`` the DAE evaluated once per iteration on all D windows, with a sparse first layer and the
+  output layer only at the on-pixels (spec §9; see the comment above ``_OnPixels``). Other DAEs are
+  called once per step on the whole batch.
+* ``"dense"``: the plain batched loop on ``[rows, N]`` tensors, one DAE call per step.
+* ``"reference"``: a slow, literal one-image-at-a-time loop with the spec's integer refractory counter.
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from workbench import rng
+from workbench.models.dae import MLPDAE
 from workbench.neurons.stochastic import StochasticParams, StochasticState, stochastic_step
 from workbench.record import SpikeRecord
 from workbench.rng import Stream
@@ -124,11 +132,14 @@ def run_binding(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbePa
             dataset indices so a subset reproduces the full run's spikes.
         labels: optional ``[B, N]`` group labels stored in the record.
         record: ``"all"``, ``"last:<k>"`` or an int ``k``: keep the last k iterations.
-        impl: ``"batched"`` or the slow literal ``"reference"``.
+        impl: ``"batched"`` (on-pixel state, MLP fast path), ``"dense"`` (one dense DAE call per step
+            for the whole batch) or the slow literal one-image ``"reference"``. All three give the
+            same spikes.
         dae_dtype: dtype the DAE runs in (float64: batch invariant), None = the DAE's own.
 
     Returns a ``SpikeRecord`` with spikes ``[kept steps, S*B, N]``, ``cycle = D`` and metadata (seeds,
-    image ids, first recorded step).
+    image ids, first recorded step, and ``dae_path``: ``"mlp"`` when the batched loop recognised an
+    ``MLPDAE`` and ran its fast path, else ``"module"``: the DAE was called once per step).
     """
     params = params or DasbeParams.bars()
     x, shape = _flat_images(images, image_shape)
@@ -139,37 +150,292 @@ def run_binding(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbePa
     row_seeds = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(B)
     row_ids = ids.repeat(len(seeds))
     x_rows = x.repeat(len(seeds), 1)
-    if impl not in ("batched", "reference"):
-        raise ValueError(f"impl must be 'batched' or 'reference', got {impl!r}")
-    loop = _run_batched if impl == "batched" else _run_reference
+    loops = {"batched": _run_batched, "dense": _run_dense, "reference": _run_reference}
+    if impl not in loops:
+        raise ValueError(f"impl must be one of {sorted(loops)}, got {impl!r}")
     # Allocated outside inference mode so that callers may edit the record's tensor in place later.
     spikes = torch.zeros(keep * params.delay, len(x_rows), N, dtype=torch.bool, device=dev)
     with _DaeCall(dae, dae_dtype, dev) as call, torch.inference_mode():
-        loop(call, x_rows.to(dev), row_seeds.to(dev), row_ids.to(dev), params, spikes)
+        extra = {"n_images": B} if impl == "batched" else {}
+        dae_path = loops[impl](call, x_rows.to(dev), row_seeds.to(dev), row_ids.to(dev), params, spikes, **extra)
     first_step = (params.n_iter - keep) * params.delay
     meta = {"model": "dasbe", "D": params.delay, "r": params.refractory, "params": asdict(params),
             "seeds": row_seeds.tolist(), "image_ids": row_ids.tolist(), "first_step": first_step,
-            "impl": impl, "dae_dtype": str(dae_dtype).replace("torch.", "") if dae_dtype else "native"}
+            "impl": impl, "dae_dtype": str(dae_dtype).replace("torch.", "") if dae_dtype else "native",
+            "dae_path": dae_path or "module"}
     return SpikeRecord(spikes, image_shape=shape, cycle=params.delay, images=x_rows.to(dev),
                        labels=_flat_labels(labels, B, N, len(seeds), dev), meta=meta)
 
 
-def init_delay_line(seeds: torch.Tensor, image_ids: torch.Tensor, delay: int, n: int) -> torch.Tensor:
+def init_delay_line(seeds: torch.Tensor, image_ids: torch.Tensor, delay: int, n: int, *,
+                    normalise: bool = True) -> torch.Tensor:
     """``[D, rows, N]`` ring buffer: ``|N(0,1)|`` per slot, divided per pixel by its sum over the D slots.
 
     The sum runs slot by slot in a fixed order, so a row's values never depend on how many rows there are.
+    ``normalise=False`` returns the raw ``|N(0,1)|`` values (the pure-ANN baseline's init, spec §3).
     """
     ring = rng.half_normal(seeds, Stream.INIT, image_ids, 0, delay * n).reshape(-1, delay, n)
     ring = ring.transpose(0, 1).contiguous()  # slot-major: ring[t] is one contiguous [rows, N] block
+    if not normalise:
+        return ring
     total = ring[0].clone()
     for slot in ring[1:]:
         total += slot
     return ring / total
 
 
+# --- fast batched loop: state on on-pixels only, the DAE once per iteration -------------------------
+#
+# Two exact shortcuts (spec §9). (1) Off-pixels (x = 0) never fire, so the neuron state, the noise and the
+# delay line are kept only for each row's on-pixels, padded to the batch's largest count P (padding entries
+# never open their gate). (2) The DAE output of step n is first read at step n + D, so for a feed-forward
+# MLP DAE the windows of a whole iteration are collected and the DAE runs once per iteration: the first
+# layer as a sum of the selected weight columns (``embedding_bag`` over the active pixels of the binary
+# window; a dense GEMM if the windows are dense), the hidden layers as GEMMs over D*rows windows, and the
+# output layer only at each image's on-pixels (a batched product with the image's gathered decoder rows,
+# reused for all D slots and all seeds; dense if the on-pixels are most of the image). The arithmetic is
+# float64 by default, rounded once to float32, like the dense path; the two differ only in summation order,
+# far below float32's rounding, so the spikes are the dense path's spikes (tests check bit identity).
+
+_NEVER = 1 << 62  # gate-opening step of padding entries: they never fire
+# Crossovers measured on one CPU thread, float64, 784 -> 256 -> 784 (bench/dasbe_bench.py's setting): the
+# sparse first layer wins below ~20 % active window pixels (DASBE's windows hold 1-3 %), the per-image
+# on-pixel output layer below ~70 % on-pixels (Corners ~15 %, Bars 51 %).
+_SPARSE_MAX_DENSITY = 0.2
+_GATHER_MAX_FRACTION = 0.7
+
+
+def _flatnonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Indices of the True entries of a 1-D bool tensor (numpy's is ~10x faster than torch's on CPU)."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask).squeeze(1)
+
+
+class _OnPixels:
+    """Each row's on-pixels in ascending order, padded to ``P``, rows image-major.
+
+    Run rows are seed-major (``r = s*B + b``); here compact row ``c = b*S + s`` holds run row
+    ``row_of[c]``, so that all seeds of one image are adjacent and share the image's decoder rows. Entry
+    ``q = c*P + j`` is pixel ``pix[c, j]`` of run row ``row_q[q]``.
+    """
+
+    def __init__(self, x: torch.Tensor, n_images: int) -> None:
+        rows, self.n = x.shape
+        B = n_images if n_images and rows % n_images == 0 else rows
+        S = rows // B if B else 1
+        self.rows, self.n_images, self.n_seeds = rows, B, S
+        dev = x.device
+        self.row_of = (torch.arange(B, device=dev)[:, None] + B * torch.arange(S, device=dev)[None, :]).reshape(-1)
+        on = x[self.row_of] > 0
+        counts = on.sum(dim=1)
+        self.P = P = max(int(counts.max()) if rows else 0, 1)
+        order = torch.argsort((~on).to(torch.int8), dim=1, stable=True)[:, :P]  # on-pixels first, ascending
+        self.valid = torch.arange(P, device=dev)[None, :] < counts[:, None]  # [rows, P]
+        self.pix = torch.where(self.valid, order, torch.zeros_like(order))  # [rows, P]; padding -> pixel 0
+        self.row_q = self.row_of.repeat_interleave(P)  # [Q] run row of each entry
+        self.pix_q = self.pix.reshape(-1)
+        self.dense_q = self.row_q * self.n + self.pix_q  # index into a flat [rows, N] block of run rows
+        self.entry = torch.arange(rows * P, device=dev)
+        self.col_term = (self.pix_q + 1) * rng.GOLDEN  # counter offset of element `pixel` (see rng.uniform_at)
+        xv = x[self.row_of].gather(1, self.pix) * self.valid
+        self.x_q = None if bool(((xv == 0) | (xv == 1)).all()) else xv.reshape(-1)  # binary: m = R exactly
+
+    @property
+    def Q(self) -> int:
+        return self.rows * self.P
+
+    def uniform_rows(self, entry_keys: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """``rng.uniform(...)[row, pixel]`` at entries ``q``, given each entry's row key (``rng.row_keys``)."""
+        return rng.bits_to_uniform(rng.mix64_(entry_keys + torch.index_select(self.col_term, 0, q)))
+
+    def init_ring(self, seeds: torch.Tensor, ids: torch.Tensor, delay: int) -> torch.Tensor:
+        """``init_delay_line(...)`` at the on-pixels, ``[D, Q]``, with the same arithmetic element by element."""
+        keys = rng.row_keys(seeds, Stream.INIT, ids, 0)
+        element = torch.arange(delay, device=keys.device)[:, None, None] * self.n + self.pix[None]  # t*N + pixel
+        rows = self.row_of[None, :, None].expand_as(element)
+        u_radius = rng.uniform_at(keys, rows, element).to(torch.float64)
+        u_angle = rng.uniform_at(keys, rows, element + delay * self.n).to(torch.float64)
+        radius = torch.sqrt(-2.0 * torch.log1p(-u_radius))
+        ring = (radius * torch.cos(2.0 * torch.pi * u_angle).abs()).to(torch.float32)
+        total = ring[0].clone()
+        for slot in ring[1:]:
+            total += slot
+        return (ring / total).reshape(delay, -1)
+
+    def scatter_record(self, fired: list[torch.Tensor], out: torch.Tensor) -> None:
+        """Write each recorded step's fired entries into ``out [steps, rows, N]``."""
+        if not fired:
+            return
+        lengths = torch.tensor([len(f) for f in fired], device=out.device)
+        steps = torch.repeat_interleave(torch.arange(len(fired), device=out.device), lengths)
+        out.view(len(fired), -1).index_put_((steps, self.dense_q[torch.cat(fired)]),
+                                            torch.ones((), dtype=torch.bool, device=out.device))
+
+
 def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: torch.Tensor,
-                 params: DasbeParams, out: torch.Tensor) -> None:
-    """Fill ``out`` (the last ``len(out)`` steps, ``[steps, rows, N]``) with the spikes of all rows at once."""
+                 params: DasbeParams, out: torch.Tensor, n_images: int | None = None) -> str:
+    """Same spikes as ``_run_dense``, on on-pixel state; MLP DAEs run once per iteration (see above).
+
+    ``n_images``: rows ``r`` and ``r + n_images`` hold the same image (seed-major rows); None = no sharing.
+
+    Bookkeeping that gives the dense path's numbers with less work per step:
+    * the refractory counter is kept as the first step at which the gate opens again (``n + r + 1`` after
+      a spike at ``n``: the counter's r silent steps), so no per-step decrement is needed;
+    * threshold noise is hashed only where a spike is possible: gate open and drive m above
+      ``threshold - 1`` (less a margin far above float32 rounding): since U < 1, nothing else can fire.
+      After the first iterations most on-pixels sit at m ~ 0 outside their object's phase;
+    * one hash call per step serves three uses: threshold noise of step n, and for the entries that fired
+      at step n-1 the window masks Bern(q1) of step n-1 (s -> s1) and Bern(q2) of step n (s1 -> s2, drawn
+      one step early for the entries that will survive into s1). Every draw is keyed by (seed, image, step,
+      pixel) as in ``rng.uniform``, so where and when it is computed changes nothing.
+    """
+    D, R, dev = params.delay, x.shape[0], x.device
+    lay = _OnPixels(x, n_images=n_images or R)
+    mlp = _MlpFastPath.build(dae, lay, D)
+    ring = lay.init_ring(seeds, ids, D)
+    threshold, r = params.neuron().effective_threshold, params.refractory
+    silent_below = threshold - 1.0 - 2.0 ** -20  # m <= this cannot fire: m + U < threshold
+    q1, q2 = params.mask_probabilities()
+    opens_at = torch.where(lay.valid.reshape(-1), 0, _NEVER)  # first step at which each gate is open
+    window = torch.zeros(lay.Q * D, dtype=torch.bool, device=dev)  # the iteration's windows, [rows, D, P]
+    window_q = (lay.entry // lay.P) * (D * lay.P) + lay.entry % lay.P  # entry q at slot t: window_q[q] + t*P
+    none = torch.zeros(0, dtype=torch.int64, device=dev)
+    s, s2, s2_next = none, none, none
+    first, fired_log = params.n_steps - len(out), []
+    take = torch.index_select  # much faster than advanced indexing for 1-D gathers on CPU
+    for k in range(params.n_iter):
+        keys = _iteration_keys(seeds, ids, k * D - 1, D + 1)  # row t + 1 holds step k*D + t
+        window.fill_(False)
+        for t in range(D):
+            n = k * D + t
+            m = ring[t] if lay.x_q is None else ring[t] * lay.x_q
+            candidates = _flatnonzero((opens_at <= n) & (m > silent_below))
+            rows_c, rows_s = take(lay.row_q, 0, candidates), take(lay.row_q, 0, s)  # s: spikes of step n-1
+            row_keys = torch.cat([take(keys[0][t + 1], 0, rows_c), take(keys[1][t], 0, rows_s),
+                                  take(keys[2][t + 1], 0, rows_s)])
+            u, b1, b2 = lay.uniform_rows(row_keys, torch.cat([candidates, s, s])).split([len(candidates), len(s),
+                                                                                          len(s)])
+            b1 = b1 < q1
+            s1, s2, s2_next = take(s, 0, _flatnonzero(b1)), s2_next, take(s, 0, _flatnonzero(b1 & (b2 < q2)))
+            s = take(candidates, 0, _flatnonzero((take(m, 0, candidates) + u - threshold) > 0))  # = stochastic_step
+            opens_at.index_fill_(0, s, n + r + 1)
+            if n >= first:
+                fired_log.append(s)
+            if mlp is not None:
+                window.index_fill_(0, take(window_q, 0, torch.cat([s, s1, s2])) + t * lay.P, True)
+            else:
+                ring[t] = _dense_dae_at_on_pixels(dae, (s, s1, s2), lay)
+        if mlp is not None:
+            mlp(window, ring)
+    lay.scatter_record(fired_log, out)
+    return "module" if mlp is None else "mlp"
+
+
+def _iteration_keys(seeds: torch.Tensor, ids: torch.Tensor, start: int, count: int) -> list[torch.Tensor]:
+    """Row keys ``[count, rows]`` of steps ``start ..`` for the threshold, mask-1 and mask-2 streams."""
+    steps = torch.arange(start, start + count, device=seeds.device)[:, None]
+    return [rng.row_keys(seeds[None], stream, ids[None], steps).reshape(count, -1)
+            for stream in (Stream.THRESHOLD, Stream.MASK1, Stream.MASK2)]
+
+
+def _dense_dae_at_on_pixels(dae: "_DaeCall", entries: tuple[torch.Tensor, ...], lay: _OnPixels) -> torch.Tensor:
+    """Any DAE: call it on the dense ``[rows, N]`` window and read the reconstruction at the on-pixels."""
+    window = torch.zeros(lay.rows * lay.n, dtype=torch.bool, device=lay.dense_q.device)
+    for e in entries:
+        window[lay.dense_q[e]] = True
+    return dae(window.view(lay.rows, lay.n)).reshape(-1)[lay.dense_q]
+
+
+class _MlpFastPath:
+    """An MLP DAE (``MLPDAE``: Linear layers, ReLU inside, code activation, sigmoid output) evaluated on the
+    windows of a whole iteration at once, exploiting the sparse binary input and the on-pixel output."""
+
+    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor, str]], lay: _OnPixels, delay: int) -> None:
+        self.lay, self.D = lay, delay
+        (w_first, self.b_first, self.act_first) = layers[0]
+        self.w_first_t = w_first.t().contiguous()  # [N, K]: row p = weight column of pixel p
+        self.w_first = w_first
+        self.middle = layers[1:-1]
+        self.width = max(w.shape[0] for w, _, _ in layers[:-1])  # widest hidden layer
+        w_last, b_last, _ = layers[-1]
+        self.gather = lay.P <= _GATHER_MAX_FRACTION * lay.n
+        if self.gather:  # per image: its on-pixels' decoder rows [B, K, P] (a transposed view) and biases
+            pix = lay.pix[:: lay.n_seeds].reshape(-1)  # compact rows are image-major
+            self.w_last_g = w_last.index_select(0, pix).view(lay.n_images, lay.P, -1).transpose(1, 2)
+            self.b_last_g = b_last.index_select(0, pix).view(lay.n_images, 1, lay.P)
+        else:
+            self.w_last_t, self.b_last = w_last.t().contiguous(), b_last
+
+    @classmethod
+    def build(cls, dae: "_DaeCall", lay: _OnPixels, delay: int) -> "_MlpFastPath | None":
+        layers = _mlp_layers(dae.module)
+        return None if layers is None or lay.rows == 0 else cls(layers, lay, delay)
+
+    def __call__(self, window: torch.Tensor, ring: torch.Tensor) -> None:
+        """Write the reconstructions of the iteration's windows (bool ``[rows, D, P]``, flat) into ``ring [D, Q]``.
+
+        Runs over chunks of images whose hidden activations fit in cache (~2 MB): large fresh buffers cost
+        more in memory traffic than the arithmetic on them.
+        """
+        lay, D, S = self.lay, self.D, self.lay.n_seeds
+        active = _flatnonzero(window)  # ascending, so grouped by bag = (compact row, slot)
+        bag = torch.div(active, lay.P, rounding_mode="floor")  # c*D + t: h comes out as [rows, D, K]
+        pixels = torch.index_select(lay.pix_q, 0, torch.div(bag, D, rounding_mode="floor") * lay.P + active % lay.P)
+        step = max(1, (1 << 21) // (S * D * self.width * 8))  # images per chunk
+        bounds = torch.searchsorted(bag, torch.arange(0, lay.n_images + step, step, device=bag.device) * (S * D))
+        ring_rows = ring.view(D, lay.rows, lay.P)
+        for i, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+            b0, b1 = i * step, min((i + 1) * step, lay.n_images)
+            if b0 >= b1:
+                break
+            first_bag = b0 * S * D
+            h = self._first_layer(bag[lo:hi] - first_bag, pixels[lo:hi], (b1 - b0) * S * D)
+            for w, b, act in self.middle:
+                h = _ACTIVATIONS_[act](torch.addmm(b, h, w.t()))
+            if self.gather:  # [b, S*D, K] x [b, K, P]: each image's decoder rows serve all its seeds and slots
+                z = torch.baddbmm(self.b_last_g[b0:b1], h.view(b1 - b0, S * D, -1), self.w_last_g[b0:b1])
+            else:
+                pix = lay.pix[b0 * S:b1 * S]
+                z = torch.mm(h, self.w_last_t).view(len(pix), D, lay.n)
+                z = z.gather(2, pix[:, None, :].expand(-1, D, -1)).add_(self.b_last[pix][:, None, :])
+            ring_rows[:, b0 * S:b1 * S].copy_(z.sigmoid_().view(-1, D, lay.P).transpose(0, 1))
+
+    def _first_layer(self, bag: torch.Tensor, pixels: torch.Tensor, n_bags: int) -> torch.Tensor:
+        if len(bag) > _SPARSE_MAX_DENSITY * n_bags * self.lay.n:  # dense window: a plain GEMM is faster
+            a = torch.zeros(n_bags * self.lay.n, dtype=self.w_first.dtype, device=bag.device)
+            a[bag * self.lay.n + pixels] = 1.0
+            pre = torch.addmm(self.b_first, a.view(n_bags, -1), self.w_first.t())
+        else:
+            counts = torch.bincount(bag, minlength=n_bags)
+            offsets = torch.cumsum(counts, 0) - counts
+            pre = F.embedding_bag(pixels, self.w_first_t, offsets, mode="sum").add_(self.b_first)
+        return _ACTIVATIONS_[self.act_first](pre)
+
+
+_ACTIVATIONS_ = {"relu": torch.relu_, "sigmoid": torch.sigmoid_}  # in place: no fresh large buffers
+
+
+def _mlp_layers(module: Any) -> list[tuple[torch.Tensor, torch.Tensor, str]] | None:
+    """``[(weight, bias, activation), ...]`` of an unmodified ``MLPDAE``, else None (use the module as is)."""
+    if not isinstance(module, MLPDAE) or module.hidden_act not in _ACTIVATIONS_:
+        return None
+    if any(getattr(type(module), name) is not getattr(MLPDAE, name) for name in ("forward", "encode", "decode")):
+        return None  # a subclass that changes the computation
+    linears = list(module.encoder) + list(module.decoder)
+    if any(type(layer) is not nn.Linear or layer.bias is None for layer in linears):
+        return None
+    if any(m._forward_hooks or m._forward_pre_hooks for m in module.modules()):
+        return None
+    n_enc, n_dec = len(module.encoder), len(module.decoder)
+    acts = ["relu"] * (n_enc - 1) + [module.hidden_act] + ["relu"] * (n_dec - 1) + ["sigmoid"]
+    return [(layer.weight, layer.bias, act) for layer, act in zip(linears, acts)]
+
+
+def _run_dense(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: torch.Tensor,
+               params: DasbeParams, out: torch.Tensor) -> None:
+    """Fill ``out`` (the last ``len(out)`` steps, ``[steps, rows, N]``) with the spikes of all rows at once,
+    on dense ``[rows, N]`` state with one DAE call per step."""
     N, D = x.shape[1], params.delay
     ring = init_delay_line(seeds, ids, D, N)
     neuron, (q1, q2) = params.neuron(), params.mask_probabilities()

@@ -10,11 +10,16 @@ squared centre shift is <= ``tol`` x mean feature variance), empty clusters move
 ``n_init`` seedings run side by side and the lowest inertia kept. It runs every image of a chunk and every
 seeding at once. Seeding draws come from the counter RNG keyed by (seed, image id), so the result of an
 image does not depend on the other images in the batch.
+
+``scores_per_cycle`` gives Fig 3's per-iteration scores (spec §6.2): AMI, synchrony (VP_q silhouette), rate
+(VP_0 silhouette) and clustering (Euclidean silhouette of the smoothed trains), all over labelled pixels,
+for every (iteration, image) block at once.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -22,7 +27,7 @@ import numpy as np
 import torch
 
 from workbench import rng
-from workbench.metrics import ami_batch, smooth_trains, synchrony_score
+from workbench.metrics import ami_batch, silhouette, smooth_trains, victor_purpura_matrix
 from workbench.record import SpikeRecord
 from workbench.rng import Stream
 
@@ -39,11 +44,14 @@ class KMeansResult:
 def group_pixels(source: SpikeRecord | torch.Tensor, n_clusters: int | Sequence[int] | torch.Tensor | str | None = None,
                  *, back_steps: int | None = None, smooth: int = 2, n_init: int = 10, seed: int | None = None,
                  image_ids: Sequence[int] | torch.Tensor | None = None, max_iter: int = 300, tol: float = 1e-4,
-                 chunk: int = 64) -> torch.Tensor:
+                 chunk: int = 64, k_max: int | None = None) -> torch.Tensor:
     """Predicted group ``[B, N]`` (int64, 0..K-1 in arbitrary order) for each image of a record or ``[T, B, N]`` spikes.
 
     Args:
-        n_clusters: int, one per image, or None / ``"oracle"``: ``max(label) + 1`` from the record's labels.
+        n_clusters: int, one per image, None / ``"oracle"``: ``max(label) + 1`` from the record's labels, or
+            ``"auto"``: per image the K in ``2..k_max`` whose grouping has the best Euclidean silhouette of the
+            smoothed features over all pixels (silent ones included); uses no labels.
+        k_max: largest K tried by ``"auto"`` (required for it).
         back_steps: steps at the end to use (default: 10 cycles of a record with a cycle, else all).
         smooth: smoothing length m (weights 1, 1/2, 1/4, ...; 1 = raw trains).
         seed: k-means seeding seed (default: each row's binding seed from the record's metadata, else 0).
@@ -55,15 +63,81 @@ def group_pixels(source: SpikeRecord | torch.Tensor, n_clusters: int | Sequence[
         raise ValueError(f"spikes must be [T, B, N], got shape {tuple(spikes.shape)}")
     T, B, _ = spikes.shape
     back = _back_steps(source, back_steps, T)
-    trains = spikes[T - back:].permute(1, 2, 0).to(torch.float64)  # [B, N, back]
-    features = smooth_trains(trains, m=smooth)
-    k = _cluster_counts(source, n_clusters, B)
+    window = spikes[T - back:]
     seeds = _row_values(source, "seeds", seed, B, default=0)
     ids = _row_values(source, "image_ids", image_ids, B, default=None)
-    labels = [kmeans(features[i:i + chunk], k[i:i + chunk], n_init=n_init, max_iter=max_iter, tol=tol,
-                     seed=seeds[i:i + chunk], image_ids=ids[i:i + chunk]).labels
-              for i in range(0, B, chunk)]
+    auto = isinstance(n_clusters, str) and n_clusters == "auto"
+    k = None if auto else _cluster_counts(source, n_clusters, B)
+    labels = []
+    for i in range(0, B, chunk):  # features are built per chunk: float64 [chunk, N, back] bounds the memory
+        features = smooth_trains(window[:, i:i + chunk].permute(1, 2, 0).to(torch.float64), m=smooth)
+        if auto:
+            labels.append(_group_auto(features, k_max, n_init=n_init, max_iter=max_iter, tol=tol,
+                                      seeds=seeds[i:i + chunk], ids=ids[i:i + chunk]))
+        else:
+            labels.append(kmeans(features, k[i:i + chunk], n_init=n_init, max_iter=max_iter, tol=tol,
+                                 seed=seeds[i:i + chunk], image_ids=ids[i:i + chunk]).labels)
     return torch.cat(labels) if labels else torch.zeros(0, spikes.shape[2], dtype=torch.int64)
+
+
+def _group_auto(X: torch.Tensor, k_max: int | None, *, n_init: int, max_iter: int, tol: float,
+                seeds: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``n_clusters="auto"``: k-means for every K in 2..k_max, keep per image the best-silhouette grouping.
+
+    The silhouette is Euclidean on the smoothed features of all pixels (silent ones included, as the
+    readout clusters them), computed exactly on the distinct feature rows weighted by their counts. Ties
+    keep the smaller K; an image whose silhouette is undefined for every K keeps K = 2.
+    """
+    if k_max is None or isinstance(k_max, bool) or int(k_max) < 2:
+        raise ValueError(f"n_clusters='auto' needs k_max >= 2 (the largest K to try), got {k_max!r}")
+    B, P, _ = X.shape
+    points, weights, inverse = _unique_points(X)
+    dist = torch.cdist(points, points)
+    best = torch.full((B,), -math.inf, dtype=torch.float64, device=X.device)
+    best_labels = torch.zeros(B, P, dtype=torch.int64, device=X.device)
+    for k in range(2, min(int(k_max), P) + 1):
+        labels = kmeans(X, k, n_init=n_init, max_iter=max_iter, tol=tol, seed=seeds, image_ids=ids).labels
+        unique_labels = torch.zeros_like(weights, dtype=torch.int64).scatter_(1, inverse, labels)
+        score = torch.nan_to_num(_weighted_silhouette(dist, weights, unique_labels, k), nan=-math.inf)
+        better = (score > best) | ((k == 2) & torch.isinf(best))
+        best = torch.where(better, score, best)
+        best_labels[better] = labels[better]
+    return best_labels
+
+
+def _weighted_silhouette(dist: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean silhouette of points with multiplicities: ``dist [B, U, U]``, ``weights``/``labels [B, U]``.
+
+    Equals the ordinary silhouette of the expanded point set (copies of a point sit at distance 0, so
+    ``a_i`` = weighted distance sum / (own cluster size - 1)); s = 0 for singletons and 0/0; NaN when
+    fewer than 2 clusters are non-empty.
+    """
+    own = torch.nn.functional.one_hot(labels, k).to(torch.float64)  # [B, U, K]
+    members = own * weights[:, :, None]
+    sizes = members.sum(dim=1)  # [B, K]
+    sums = torch.bmm(dist, members)  # [B, U, K]
+    own_size = (own * sizes[:, None, :]).sum(dim=2)
+    a = (sums * own).sum(dim=2) / (own_size - 1)
+    others = torch.where((own > 0) | (sizes[:, None, :] == 0), math.inf, sums / sizes[:, None, :].clamp_min(1))
+    b = others.min(dim=2).values
+    s = torch.nan_to_num((b - a) / torch.maximum(a, b), nan=0.0, posinf=0.0, neginf=0.0)
+    score = (s * weights).sum(dim=1) / weights.sum(dim=1)
+    return torch.where((sizes > 0).sum(dim=1) >= 2, score, torch.nan)
+
+
+def _gather_masked(values: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move each image's masked points to the front (stable order), pad to the largest count: values
+    ``[B, A, ...]``, pred ``[B, A]`` (padding: -1) and mask ``[B, A]``."""
+    mask = mask.to(torch.bool)
+    B = mask.shape[0]
+    A = max(int(mask.sum(dim=1).max()) if B else 0, 1)
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :A]
+    kept = mask.gather(1, order)
+    index = order.reshape(B, A, *([1] * (values.dim() - 2))).expand(B, A, *values.shape[2:])
+    gathered = values.gather(1, index)
+    p = torch.where(kept, pred.gather(1, order), torch.full_like(order, -1))
+    return gathered, p, kept
 
 
 def evaluate_grouping(record: SpikeRecord, labels: Any = None, **group_kwargs: Any) -> np.ndarray:
@@ -78,42 +152,102 @@ def evaluate_grouping(record: SpikeRecord, labels: Any = None, **group_kwargs: A
 
 @dataclass
 class CycleScores:
-    """Scores of each iteration's own block of ``cycle`` steps (DASBE Fig 3 protocol)."""
+    """Scores of each iteration's own block of ``cycle`` steps (DASBE Fig 3 protocol, spec §6.2).
+
+    Every score is over labelled pixels (label != 0) of one image in one iteration; the grouping ``pred`` is
+    k-means (oracle K) on that block's smoothed trains. Silhouettes are NaN when fewer than 2 predicted
+    groups occur among the labelled pixels (counted by ``n_nan``).
+    """
 
     cycles: np.ndarray  # iteration indices scored, [C]
-    ami: np.ndarray  # [C, B] AMI of k-means on that iteration's spikes, labelled pixels only
-    synchrony: np.ndarray  # [C, B] silhouette under VP_q of the raw trains (NaN if < 2 groups)
+    ami: np.ndarray  # [C, B] AMI of k-means on that iteration's spikes
+    synchrony: np.ndarray  # [C, B] "syn": silhouette of the raw trains under VP_q
+    rate: np.ndarray | None = None  # [C, B] silhouette under VP_0 = |n_a - n_b| (spike counts only)
+    clustering: np.ndarray | None = None  # [C, B] "km": Euclidean silhouette of the smoothed trains
+    q: float = 1 / 6
 
     def mean(self) -> dict[str, np.ndarray]:
         """Per-iteration means over images (NaNs, i.e. undefined silhouettes, are skipped)."""
-        with np.errstate(all="ignore"):
-            return {"ami": np.nanmean(self.ami, axis=1), "synchrony": np.nanmean(self.synchrony, axis=1)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)  # an all-NaN iteration gives NaN
+            return {name: np.nanmean(values, axis=1) for name, values in self.scores().items()}
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """``{"ami", "synchrony", "rate", "clustering"}`` -> ``[C, B]`` (the ones that were computed)."""
+        named = {"ami": self.ami, "synchrony": self.synchrony, "rate": self.rate, "clustering": self.clustering}
+        return {k: v for k, v in named.items() if v is not None}
+
+    def n_nan(self) -> dict[str, int]:
+        """Undefined (NaN) entries per score."""
+        return {name: int(np.isnan(values).sum()) for name, values in self.scores().items()}
 
 
 def scores_per_cycle(record: SpikeRecord, cycles: Sequence[int] | None = None, *, q: float = 1 / 6,
-                     smooth: int = 2, n_init: int = 10) -> CycleScores:
-    """AMI and synchrony of each chosen iteration, each clustered on its own ``cycle`` steps.
+                     smooth: int = 2, n_init: int = 10, chunk: int = 64) -> CycleScores:
+    """AMI, synchrony, rate and clustering scores of each chosen iteration, each on its own ``cycle`` steps.
 
     This is how grouping emerges over time: early iterations fire at random phases (AMI near 0, low
     synchrony), late ones fire object by object. ``q`` is the Victor-Purpura shift cost (1/6 as in DASBE
-    Fig 3). K is the oracle ``max(label) + 1`` of each image.
+    Fig 3). K is the oracle ``max(label) + 1`` of each image. All (iteration, image) blocks are clustered
+    and scored together, ``chunk`` blocks at a time (the numbers do not depend on ``chunk``).
     """
     if record.labels is None or not record.cycle:
         raise ValueError("scores_per_cycle needs a record with labels and a cycle length")
-    chosen = np.arange(record.n_cycles) if cycles is None else np.asarray(list(cycles), dtype=int)
+    chosen = np.arange(record.n_cycles) if cycles is None else np.asarray(list(cycles), dtype=int).reshape(-1)
     if chosen.size and not (0 <= chosen.min() and chosen.max() < record.n_cycles):
         raise IndexError(f"cycles must lie in 0..{record.n_cycles - 1}, got {chosen.tolist()}")
+    C, B, D = chosen.size, record.B, record.cycle
     labels = record.labels.cpu()
-    k = (labels.max(dim=1).values + 1).tolist()
-    ami = np.empty((chosen.size, record.B))
-    syn = np.empty((chosen.size, record.B))
-    for row, c in enumerate(chosen):
-        block = record.window(int(c) * record.cycle, (int(c) + 1) * record.cycle)
-        pred = group_pixels(block, k, back_steps=record.cycle, smooth=smooth, n_init=n_init).cpu()
-        ami[row] = ami_batch(labels.numpy(), pred.numpy())
-        trains = block.spikes.cpu().permute(1, 2, 0)  # [B, N, D]
-        syn[row] = [synchrony_score(trains[b], pred[b], labels[b], q=q) for b in range(record.B)]
-    return CycleScores(chosen, ami, syn)
+    seeds = _row_values(record, "seeds", None, B, default=0).repeat(C)
+    ids = _row_values(record, "image_ids", None, B, default=None).repeat(C)
+    k = (labels.max(dim=1).values + 1).repeat(C)
+    blocks = record.cycles()[torch.as_tensor(chosen, dtype=torch.long)].cpu()  # [C, D, B, N]
+    rows = blocks.permute(1, 0, 2, 3).reshape(D, C * B, record.N)  # row = cycle * B + image
+    row_labels = labels.repeat(C, 1)
+    out = {name: np.empty(C * B) for name in ("ami", "synchrony", "rate", "clustering")}
+    for i in range(0, C * B, chunk):
+        part = slice(i, min(i + chunk, C * B))
+        pred = group_pixels(rows[:, part], k[part], back_steps=D, smooth=smooth, n_init=n_init, seed=seeds[part],
+                            image_ids=ids[part], chunk=chunk)
+        lab = row_labels[part]
+        out["ami"][part] = ami_batch(lab.numpy(), pred.numpy())
+        trains = rows[:, part].permute(1, 2, 0)  # [rows, N, D] bool
+        scores = silhouette_scores(trains, pred, lab != 0, q=q, smooth=smooth)
+        for name, values in scores.items():
+            out[name][part] = values.numpy()
+    shaped = {name: values.reshape(C, B) for name, values in out.items()}
+    return CycleScores(chosen, shaped["ami"], shaped["synchrony"], shaped["rate"], shaped["clustering"], q=q)
+
+
+def silhouette_scores(trains: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, *, q: float = 1 / 6,
+                      smooth: int = 2) -> dict[str, torch.Tensor]:
+    """Fig 3's three silhouettes per image over the masked (labelled) pixels, batched over images.
+
+    ``trains [B, N, T]`` (bool), ``pred [B, N]`` and ``mask [B, N]`` give float64 ``[B]`` each:
+    ``synchrony`` (VP_q on the raw trains), ``rate`` (VP_0 = |n_a - n_b|) and ``clustering`` (Euclidean
+    on the smoothed trains). NaN where fewer than 2 predicted groups occur among the masked pixels.
+    The VP_q matrices are built per image (a vectorised DP over its pixel pairs), then all silhouettes of
+    the batch are taken at once on padded matrices.
+    """
+    trains = torch.as_tensor(trains).to(torch.bool)
+    x, p, m = _gather_masked(trains, pred, mask)  # [B, A, T], [B, A], [B, A]
+    B, A, _ = x.shape
+    vp = torch.zeros(B, A, A, dtype=torch.float64)
+    for b in range(B):
+        n = int(m[b].sum())
+        if n and torch.unique(p[b, :n]).numel() >= 2:  # else the silhouette is NaN anyway
+            vp[b, :n, :n] = victor_purpura_matrix(x[b, :n].cpu(), q)
+    counts = x.sum(dim=2).to(torch.float64)
+    rate_dist = (counts[:, :, None] - counts[:, None, :]).abs()
+    features = smooth_trains(x.to(torch.float64), m=smooth)
+    km_dist = torch.cdist(features, features)
+    km_dist.diagonal(dim1=1, dim2=2).zero_()
+    dists = {"synchrony": vp, "rate": rate_dist, "clustering": km_dist}
+    return {name: _as_batch(silhouette(d, p, mask=m), B) for name, d in dists.items()}
+
+
+def _as_batch(value: Any, B: int) -> torch.Tensor:
+    return torch.as_tensor(value, dtype=torch.float64).reshape(B).cpu()
 
 
 def _back_steps(source: Any, back_steps: int | None, T: int) -> int:
