@@ -41,10 +41,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 # --- data ------------------------------------------------------------------------------------------
 def _dataset_names() -> list[str]:
-    try:
-        from workbench.data.datasets import DATASETS
-    except ImportError:  # pragma: no cover - the registry ships with the workbench
-        return ["bars"]
+    from workbench.data.datasets import DATASETS
+
     return list(DATASETS)
 
 

@@ -388,10 +388,8 @@ def _missing(name: str, method: str, path: Path, dae: Any) -> str | None:
         return None
     if dae is not None:
         return None if Path(dae).exists() else f"missing: {dae} ({train_command(name, path)})"
-    try:
-        from workbench.models.presets import shipped_checkpoint
-    except ImportError as exc:  # the models package is not there yet
-        return f"missing: workbench.models.presets ({exc})"
+    from workbench.models.presets import shipped_checkpoint
+
     if shipped_checkpoint(name) is None:
         return f"missing: a trained DAE ({train_command(name, path)}, then --dae {name}=<out>/best.pt)"
     return None
