@@ -29,9 +29,8 @@ from workbench.binding.dasbe import (
     _DaeCall,
     _flat_images,
     _flat_labels,
-    _image_ids,
-    _seed_list,
     init_delay_line,
+    seed_major_rows,
 )
 from workbench.neurons.pcnn import PCNNParams, pcnn_initial_state, pcnn_step
 from workbench.record import SpikeRecord
@@ -62,11 +61,8 @@ def run_pure_ann(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbeP
         raise ValueError(f"back must be an integer >= 1 (iterations kept), got {back!r}")
     x, _ = _flat_images(images, None)
     B, N = x.shape
-    seeds, ids = _seed_list(seed), _image_ids(image_ids, B)
     dev = resolve_device(device)
-    row_seeds = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(B).to(dev)
-    row_ids = ids.repeat(len(seeds)).to(dev)
-    x_rows = x.repeat(len(seeds), 1).to(dev)
+    x_rows, row_seeds, row_ids = (t.to(dev) for t in seed_major_rows(x, seed, image_ids))
     D, keep = params.delay, min(int(back), params.n_iter)
     first = (params.n_iter - keep) * D
     out = torch.empty(keep * D, len(x_rows), N, dtype=torch.float32, device=dev)
@@ -103,11 +99,8 @@ def run_pcnn(images: Any, image_shape: tuple[int, int] | None, params: PCNNParam
     if image_shape is not None and tuple(image_shape) != tuple(shape):
         raise ValueError(f"image_shape {tuple(image_shape)} disagrees with the images' shape {tuple(shape)}")
     B, N = x.shape
-    seeds, ids = _seed_list(seed), _image_ids(image_ids, B)
     dev = resolve_device(device)
-    row_seeds = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(B).to(dev)
-    row_ids = ids.repeat(len(seeds)).to(dev)
-    x_rows = x.repeat(len(seeds), 1).to(dev)
+    x_rows, row_seeds, row_ids = (t.to(dev) for t in seed_major_rows(x, seed, image_ids))
     rows = len(x_rows)
     first = T - int(back_steps)
     spikes = torch.zeros(int(back_steps), rows, N, dtype=torch.bool, device=dev)
@@ -122,4 +115,4 @@ def run_pcnn(images: Any, image_shape: tuple[int, int] | None, params: PCNNParam
     meta = {"model": "pcnn", "params": asdict(params), "T": int(T), "first_step": first,
             "seeds": row_seeds.tolist(), "image_ids": row_ids.tolist()}
     return SpikeRecord(spikes, image_shape=shape, images=x_rows,
-                       labels=_flat_labels(labels, B, N, len(seeds), dev), meta=meta)
+                       labels=_flat_labels(labels, B, N, len(x_rows) // B, dev), meta=meta)

@@ -144,12 +144,9 @@ def run_binding(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbePa
     params = params or DasbeParams.bars()
     x, shape = _flat_images(images, image_shape)
     B, N = x.shape
-    ids, seeds = _image_ids(image_ids, B), _seed_list(seed)
     keep = _kept_iterations(record, params.n_iter)
     dev = resolve_device(device)
-    row_seeds = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(B)
-    row_ids = ids.repeat(len(seeds))
-    x_rows = x.repeat(len(seeds), 1)
+    x_rows, row_seeds, row_ids = seed_major_rows(x, seed, image_ids)
     loops = {"batched": _run_batched, "dense": _run_dense, "reference": _run_reference}
     if impl not in loops:
         raise ValueError(f"impl must be one of {sorted(loops)}, got {impl!r}")
@@ -164,7 +161,7 @@ def run_binding(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbePa
             "impl": impl, "dae_dtype": str(dae_dtype).replace("torch.", "") if dae_dtype else "native",
             "dae_path": dae_path or "module"}
     return SpikeRecord(spikes, image_shape=shape, cycle=params.delay, images=x_rows.to(dev),
-                       labels=_flat_labels(labels, B, N, len(seeds), dev), meta=meta)
+                       labels=_flat_labels(labels, B, N, len(x_rows) // B, dev), meta=meta)
 
 
 def init_delay_line(seeds: torch.Tensor, image_ids: torch.Tensor, delay: int, n: int, *,
@@ -568,6 +565,15 @@ def _flat_labels(labels: Any, B: int, N: int, repeats: int, device: torch.device
     if tuple(lab.shape) != (B, N):
         raise ValueError(f"labels must be [B, N] = [{B}, {N}] (or [B, H, W]), got {tuple(lab.shape)}")
     return lab.repeat(repeats, 1).to(device)
+
+
+def seed_major_rows(x: torch.Tensor, seed: int | Sequence[int], image_ids: Any = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run rows for images ``x [B, N]`` under each seed: ``(x_rows, row_seeds, row_ids)``, seed-major
+    (row ``s*B + b`` is seed ``s`` on image ``b``), so every row keys its own noise by (seed, image id)."""
+    seeds, ids = _seed_list(seed), _image_ids(image_ids, x.shape[0])
+    row_seeds = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(x.shape[0])
+    return x.repeat(len(seeds), 1), row_seeds, ids.repeat(len(seeds))
 
 
 def _image_ids(image_ids: Any, B: int) -> torch.Tensor:
