@@ -156,7 +156,7 @@ def evaluate(data_file: str | os.PathLike, *, split: str = TABLE1_SPLIT, preset:
         raise ValueError(f"start must be an int >= 0 (the first image), got {start!r}")
     if k != "oracle" and k != "auto" and not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 2):
         raise ValueError(f"k must be 'oracle', 'auto' or an int >= 2, got {k!r}")
-    path = _check_data(data_file, split, int(start) + int(images), preset)
+    path = check_data(data_file, split, int(start) + int(images), preset)
     params = params or dasbe_params(preset)
     dev = resolve_device(device)
     module, dae_source = (None, None) if method == "pcnn" else resolve_dae(dae, preset, data_file=path)
@@ -305,7 +305,8 @@ def make_command(name: str, path: str | os.PathLike | None = None) -> str:
     return f"hnnwb data make {name}" + (f" --out {path}" if path is not None else "")
 
 
-def _check_data(data_file: str | os.PathLike, split: str, needed: int, preset: str) -> Path:
+def check_data(data_file: str | os.PathLike, split: str, needed: int, preset: str) -> Path:
+    """The dataset file, after checking it exists, has ``split`` and at least ``needed`` images in it."""
     path = Path(data_file)
     if not path.exists():
         raise FileNotFoundError(f"no dataset file at {path}; make it with `{make_command(preset, path)}`")
@@ -462,7 +463,7 @@ def synchrony_protocol(data_file: str | os.PathLike, *, preset: str, images: int
         indices = [int(i) for i in images]
     if not indices:
         raise ValueError("images must select at least one image")
-    path = _check_data(data_file, split, max(indices) + 1, preset)
+    path = check_data(data_file, split, max(indices) + 1, preset)
     if min(indices) < 0:
         raise ValueError(f"image indices must be >= 0, got {min(indices)}")
     module, dae_source = resolve_dae(dae, preset, data_file=path)
