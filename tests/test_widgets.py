@@ -348,3 +348,22 @@ def test_neuron_tuner_reports_invalid_combinations_without_losing_the_figure(exp
     assert tuner.status.value == "" and tuner.trace is not good
     with pytest.raises(ValueError, match="must differ"):  # programmatic use raises
         tuner.set(tau_s=tuner.params["tau_m"].value)
+
+
+def test_raster_active_only_drops_silent_neurons_and_keeps_group_order():
+    import numpy as np
+    import torch
+
+    from widgets import raster_figure
+    from workbench.record import SpikeRecord
+
+    spikes = torch.zeros(6, 1, 10, dtype=torch.bool)
+    spikes[1, 0, 7] = spikes[2, 0, 2] = spikes[4, 0, 5] = True  # 3 active neurons out of 10
+    labels = torch.tensor([[0, 0, 2, 0, 0, 1, 0, 1, 0, 0]])
+    fig = raster_figure(SpikeRecord(spikes, labels=labels), active_only=True)
+    assert list(fig.layout.yaxis.range) == [-0.5, 2.5]
+    rows = {tr.name: sorted(int(y) for y in tr.y) for tr in fig.data if tr.mode == "markers" and len(tr.y)}
+    assert rows == {"object 1": [0, 1], "object 2": [2]}  # neurons 5, 7 (object 1) then 2 (object 2)
+    full = raster_figure(SpikeRecord(spikes, labels=labels))
+    assert list(full.layout.yaxis.range) == [-0.5, 9.5]
+    assert np.asarray(full.data[-1].y).sum() == 3 and full.data[-1].name == "population"

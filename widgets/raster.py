@@ -35,6 +35,15 @@ def _neuron_order(labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     return row, labels
 
 
+def _compact_rows(row: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, int]:
+    """Renumber the kept neurons' rows 0..n-1 in their original order (dropped neurons get -1)."""
+    by_row = np.argsort(row)
+    compact = np.full_like(row, -1)
+    kept = by_row[keep[by_row]]
+    compact[kept] = np.arange(len(kept))
+    return compact, len(kept)
+
+
 def _cycle_lines(record, s0: int, s1: int, y_top: float) -> go.Scattergl | None:
     """All cycle boundaries as one line trace (None-separated segments): cheap at any count."""
     if not record.cycle:
@@ -49,13 +58,16 @@ def _cycle_lines(record, s0: int, s1: int, y_top: float) -> go.Scattergl | None:
 
 
 def raster_figure(record, b: int = 0, *, start: int = 0, stop: int | None = None, color_by: str = "labels",
-                  show_rate: bool = True, max_points: int = 500_000, marker_size: float = 3) -> go.Figure:
+                  show_rate: bool = True, max_points: int = 500_000, marker_size: float = 3,
+                  active_only: bool = False) -> go.Figure:
     """Raster (x = step, y = neuron) of sample ``b`` over steps ``start:stop``.
 
     With labels and ``color_by="labels"`` neurons are ordered by group and coloured per group (one
     legend entry each; label 0 is "background/overlap"); hover shows the neuron's own index. Cycle
     boundaries are drawn when ``record.cycle`` is set. The lower panel holds the population count
     per step (and per group). Above ``max_points`` spikes every k-th spike is drawn (noted in the title).
+    ``active_only`` keeps only the neurons that fire in the window (e.g. the on-pixels of an image), so
+    a few hundred firing rows are not squeezed into the bottom of a mostly silent population.
     """
     if color_by not in COLOR_BY:
         raise ValueError(f"color_by must be one of {COLOR_BY}, got {color_by!r}")
@@ -69,6 +81,9 @@ def raster_figure(record, b: int = 0, *, start: int = 0, stop: int | None = None
     row, group = _neuron_order(labels) if labelled else (np.arange(record.N), labels)
     groups = np.unique(labels)
     groups = np.concatenate([groups[groups > 0], groups[groups == 0]]) if labelled else groups
+    n_rows = record.N
+    if active_only:
+        row, n_rows = _compact_rows(row, block.any(0))
 
     fig = make_subplots(rows=2 if show_rate else 1, cols=1, shared_xaxes=True, vertical_spacing=0.04,
                         row_heights=[0.75, 0.25] if show_rate else None)
@@ -80,7 +95,7 @@ def raster_figure(record, b: int = 0, *, start: int = 0, stop: int | None = None
             x=ts[m] + s0, y=row[ns[m]], customdata=ns[m], mode="markers", name=group_name(int(k)) if labelled else "spikes",
             legendgroup=str(k), marker=dict(size=marker_size, color=color, symbol="square"),
             hovertemplate="step %{x}<br>neuron %{customdata}<extra>%{fullData.name}</extra>"), row=1, col=1)
-    lines = _cycle_lines(record, s0, s1, record.N - 0.5)
+    lines = _cycle_lines(record, s0, s1, n_rows - 0.5)
     if lines is not None:
         fig.add_trace(lines, row=1, col=1)
     if show_rate:
@@ -88,7 +103,8 @@ def raster_figure(record, b: int = 0, *, start: int = 0, stop: int | None = None
     note = f" (showing 1 in {stride} of {len(t)} spikes)" if stride > 1 else f" ({len(t)} spikes)"
     fig.update_layout(title=f"sample {b}, steps {s0}-{s1 - 1}{note}", height=520 if show_rate else 420,
                       margin=dict(l=60, r=10, t=50, b=40), legend=dict(itemsizing="constant"), plot_bgcolor="white")
-    fig.update_yaxes(title_text="neuron (by group)" if labelled else "neuron", range=[-0.5, record.N - 0.5], row=1, col=1)
+    title = ("active neuron" if active_only else "neuron") + (" (by group)" if labelled else "")
+    fig.update_yaxes(title_text=title, range=[-0.5, n_rows - 0.5], row=1, col=1)
     fig.update_xaxes(range=[s0 - 0.5, s1 - 0.5], showgrid=False)
     fig.update_xaxes(title_text="step", row=2 if show_rate else 1, col=1)
     return fig
@@ -97,14 +113,15 @@ def raster_figure(record, b: int = 0, *, start: int = 0, stop: int | None = None
 def _add_rates(fig: go.Figure, block: np.ndarray, group: np.ndarray, groups: np.ndarray, labelled: bool, s0: int) -> None:
     """Spikes per step: total, and per group when labelled (a [t, N] @ [N, G] one-hot product)."""
     x = np.arange(s0, s0 + block.shape[0])
-    fig.add_trace(go.Scattergl(x=x, y=block.sum(1), mode="lines", name="population", line=dict(color="black", width=1.5),
-                               hovertemplate="step %{x}<br>%{y} spikes<extra>all</extra>"), row=2, col=1)
     if labelled:
         onehot = (group[:, None] == groups[None, :]).astype(np.float32)
         per_group = block.astype(np.float32) @ onehot
         for j, k in enumerate(groups):
             fig.add_trace(go.Scattergl(x=x, y=per_group[:, j], mode="lines", name=group_name(int(k)), legendgroup=str(k),
                                        showlegend=False, line=dict(color=css(group_rgb(int(k))), width=1)), row=2, col=1)
+    # the total goes last so that it is drawn on top of the per-group lines
+    fig.add_trace(go.Scattergl(x=x, y=block.sum(1), mode="lines", name="population", line=dict(color="black", width=1.5),
+                               hovertemplate="step %{x}<br>%{y} spikes<extra>all</extra>"), row=2, col=1)
     fig.update_yaxes(title_text="spikes/step", rangemode="tozero", row=2, col=1)
 
 
