@@ -138,3 +138,110 @@ def test_scores_per_cycle_rise_as_objects_separate_into_phases():
     assert late["ami"][:2].max() < 0.9
     with pytest.raises(IndexError):
         scores_per_cycle(record, cycles=[4])
+
+
+# --- fast paths: deduplicated spike trains and the batched AMI ------------------------------------
+
+
+def random_trains(T: int, B: int, N: int, p: float, seed: int) -> torch.Tensor:
+    """Spikes ``[T, B, N]`` with repeated trains (pixels copy one of a few templates) and silent pixels."""
+    gen = torch.Generator().manual_seed(seed)
+    templates = torch.rand(T, B, 5, generator=gen) < p
+    pick = torch.randint(0, 5, (B, N), generator=gen)
+    spikes = templates.gather(2, pick[None].expand(T, B, N)).clone()
+    spikes |= torch.rand(T, B, N, generator=gen) < p / 10  # some pixels get their own train
+    spikes[:, :, : N // 4] = False  # silent pixels
+    return spikes
+
+
+@pytest.mark.parametrize("T,smooth", [(7, 1), (63, 2), (64, 2), (65, 3), (130, 2)])
+def test_train_dedup_gives_the_rows_of_the_feature_path(T, smooth):
+    from workbench.binding.readout import _Rows, _TrainGroups
+
+    spikes = random_trains(T, 5, 40, 0.2, seed=T)
+    spikes[:, 3] = True  # an image without silent pixels (no all-zero row)
+    spikes[:, 4] = False  # an all-silent image
+    fast = _TrainGroups.build(spikes).rows(1, 5, smooth)
+    slow = _Rows.from_features(smooth_trains(spikes[:, 1:5].permute(1, 2, 0).double(), m=smooth))
+    for name in ("points", "weights", "inverse", "gram"):
+        assert torch.equal(getattr(fast, name), getattr(slow, name)), name
+    assert torch.allclose(fast.spread, slow.spread, rtol=1e-14, atol=0)
+    assert fast.points.shape[1] < 40  # deduplicated
+
+
+def test_spike_fast_path_equals_kmeans_on_the_smoothed_features(binding_record):
+    rec = binding_record
+    fast = group_pixels(rec, chunk=4)
+    feats = smooth_trains(rec.spikes[-540:].permute(1, 2, 0).double())
+    k = rec.labels.max(dim=1).values + 1
+    slow = torch.cat([kmeans(feats[i:i + 4], k[i:i + 4], seed=111, image_ids=torch.arange(i, min(i + 4, 6))).labels
+                      for i in range(0, 6, 4)])
+    assert torch.equal(fast, slow)
+    spikes = random_trains(40, 6, 30, 0.15, seed=2)
+    as_bool = group_pixels(spikes, 4, seed=5)
+    assert torch.equal(as_bool, group_pixels(spikes.to(torch.float32), 4, seed=5))  # 0/1 floats: same path
+    assert torch.equal(as_bool, kmeans(smooth_trains(spikes.permute(1, 2, 0).double()), 4, seed=5).labels)
+
+
+def test_exact_gram_uses_float32_only_when_exact():
+    from workbench.binding.readout import _exact_gram
+
+    spikes = random_trains(300, 3, 50, 0.5, seed=1).permute(1, 2, 0).double()
+    for m in (1, 2, 4):
+        points = smooth_trains(spikes, m=m)
+        assert torch.equal(_exact_gram(points, 300, m), torch.bmm(points, points.transpose(1, 2)))
+    T = 2**21  # T * 4^2 > 2^24: a float32 product would round this sum (0.25 + 2.25 (T - 1), 25 bits)
+    long = torch.full((1, 1, T), 1.5, dtype=torch.float64)
+    long[0, 0, 0] = 0.5
+    assert _exact_gram(long, T, 2).item() == 0.25 + 2.25 * (T - 1)
+
+
+def sklearn_ami(labels, pred, **kw):
+    return ami_batch(labels, pred, **kw)  # workbench.metrics: scikit-learn image by image
+
+
+@pytest.mark.parametrize("average_method", ["arithmetic", "max", "min", "geometric"])
+def test_batched_ami_equals_sklearn_on_random_labelings(average_method):
+    from workbench.binding.readout import _ami_batch
+
+    rng = np.random.RandomState(0)
+    for trial in range(30):
+        B, N = rng.randint(1, 6), rng.randint(1, 80)
+        labels = rng.randint(0, rng.randint(1, 8), (B, N))
+        pred = rng.randint(0, rng.randint(1, 8), (B, N))
+        if trial % 3 == 0:
+            pred = labels * 3 + (rng.rand(B, N) < 0.1)  # nearly perfect
+        if trial % 4 == 0:
+            pred = pred - 2  # negative cluster ids
+        for ignore in (0, None):
+            ours = _ami_batch(labels, pred, ignore_label=ignore, average_method=average_method)
+            ref = sklearn_ami(labels, pred, ignore_label=ignore, average_method=average_method)
+            np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)  # NaNs in the same places
+    big_labels, big_pred = rng.randint(0, 13, (40, 400)), rng.randint(0, 13, (40, 400))
+    np.testing.assert_allclose(_ami_batch(big_labels, big_pred, average_method=average_method),
+                               sklearn_ami(big_labels, big_pred, average_method=average_method), rtol=0, atol=1e-9)
+
+
+def test_batched_ami_special_cases_and_real_groupings(binding_record):
+    from workbench.binding.readout import _ami_batch
+
+    labels = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 2, 2], [1, 1, 2, 2], [1, 2, 1, 2], [1, 2, 3, 4]])
+    pred = np.array([[0, 1, 2, 3], [0, 0, 1, 1], [5, 5, 5, 5], [7, 7, 3, 3], [0, 0, 1, 1], [9, 8, 7, 6]])
+    ours = _ami_batch(labels, pred)
+    np.testing.assert_array_equal(np.isnan(ours), [True, False, False, False, False, False])  # no labelled pixel
+    np.testing.assert_allclose(ours[1:], sklearn_ami(labels, pred)[1:], rtol=0, atol=1e-12)
+    assert ours[1] == 0.0 and ours[2] == 0.0  # one class / one cluster
+    assert ours[3] == 1.0 and ours[5] == 1.0  # perfect matches: exactly 1 (also the 0/0 all-singleton case)
+    rng = np.random.RandomState(3)
+    scenes = rng.randint(1, 6, (50, 120))
+    relabelled = rng.permutation(40)[scenes]  # perfect matches under other cluster ids
+    assert (_ami_batch(scenes, relabelled) == 1.0).all()
+    rec = binding_record
+    pred = group_pixels(rec).numpy()
+    np.testing.assert_allclose(_ami_batch(rec.labels.numpy(), pred), sklearn_ami(rec.labels.numpy(), pred),
+                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(evaluate_grouping(rec), sklearn_ami(rec.labels.numpy(), pred), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="average_method"):
+        _ami_batch(labels, pred, average_method="mean")
+    with pytest.raises(ValueError, match="shape"):
+        _ami_batch(labels, pred[:, :3])

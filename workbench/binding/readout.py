@@ -11,6 +11,12 @@ squared centre shift is <= ``tol`` x mean feature variance), empty clusters move
 seeding at once. Seeding draws come from the counter RNG keyed by (seed, image id), so the result of an
 image does not depend on the other images in the batch.
 
+Fast path for spike trains: most pixels share a train (every silent pixel is all-zero, and bound objects
+fire together), so ``group_pixels`` finds each image's distinct binary trains with one sort of packed bit
+words for the whole window and smooths only those; k-means then runs on the weighted distinct rows. This
+gives the same points, weights and Gram matrix as deduplicating the smoothed features, so the same labels.
+AMI is computed for all images at once (``_ami_batch``, equal to scikit-learn's to ~1e-15).
+
 ``scores_per_cycle`` gives Fig 3's per-iteration scores (spec §6.2): AMI, synchrony (VP_q silhouette), rate
 (VP_0 silhouette) and clustering (Euclidean silhouette of the smoothed trains), all over labelled pixels,
 for every (iteration, image) block at once.
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 
 from workbench import rng
-from workbench.metrics import ami_batch, silhouette, smooth_trains, victor_purpura_matrix
+from workbench.metrics import silhouette, smooth_trains, victor_purpura_matrix
 from workbench.record import SpikeRecord
 from workbench.rng import Stream
 
@@ -68,19 +74,28 @@ def group_pixels(source: SpikeRecord | torch.Tensor, n_clusters: int | Sequence[
     ids = _row_values(source, "image_ids", image_ids, B, default=None)
     auto = isinstance(n_clusters, str) and n_clusters == "auto"
     k = None if auto else _cluster_counts(source, n_clusters, B)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if int(smooth) < 1:
+        raise ValueError(f"smooth (number of smoothing taps) must be >= 1, got {smooth}")
+    groups = _TrainGroups.build(window) if _is_binary(window) else None
     labels = []
-    for i in range(0, B, chunk):  # features are built per chunk: float64 [chunk, N, back] bounds the memory
-        features = smooth_trains(window[:, i:i + chunk].permute(1, 2, 0).to(torch.float64), m=smooth)
+    for i in range(0, B, chunk):  # rows are built per chunk: bounds the memory
+        if groups is not None:  # spikes: deduplicate the binary trains, then smooth only the distinct ones
+            rows = groups.rows(i, min(i + chunk, B), smooth, device=window.device)
+        else:
+            rows = _Rows.from_features(smooth_trains(window[:, i:i + chunk].permute(1, 2, 0).to(torch.float64),
+                                                     m=smooth))
         if auto:
-            labels.append(_group_auto(features, k_max, n_init=n_init, max_iter=max_iter, tol=tol,
+            labels.append(_group_auto(rows, k_max, n_init=n_init, max_iter=max_iter, tol=tol,
                                       seeds=seeds[i:i + chunk], ids=ids[i:i + chunk]))
         else:
-            labels.append(kmeans(features, k[i:i + chunk], n_init=n_init, max_iter=max_iter, tol=tol,
-                                 seed=seeds[i:i + chunk], image_ids=ids[i:i + chunk]).labels)
+            labels.append(_kmeans_rows(rows, k[i:i + chunk], n_init=n_init, max_iter=max_iter, tol=tol,
+                                       seed=seeds[i:i + chunk], image_ids=ids[i:i + chunk]).labels)
     return torch.cat(labels) if labels else torch.zeros(0, spikes.shape[2], dtype=torch.int64)
 
 
-def _group_auto(X: torch.Tensor, k_max: int | None, *, n_init: int, max_iter: int, tol: float,
+def _group_auto(rows: "_Rows", k_max: int | None, *, n_init: int, max_iter: int, tol: float,
                 seeds: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``n_clusters="auto"``: k-means for every K in 2..k_max, keep per image the best-silhouette grouping.
 
@@ -90,13 +105,13 @@ def _group_auto(X: torch.Tensor, k_max: int | None, *, n_init: int, max_iter: in
     """
     if k_max is None or isinstance(k_max, bool) or int(k_max) < 2:
         raise ValueError(f"n_clusters='auto' needs k_max >= 2 (the largest K to try), got {k_max!r}")
-    B, P, _ = X.shape
-    points, weights, inverse = _unique_points(X)
+    points, weights, inverse = rows.points, rows.weights, rows.inverse
+    B, P = inverse.shape
     dist = torch.cdist(points, points)
-    best = torch.full((B,), -math.inf, dtype=torch.float64, device=X.device)
-    best_labels = torch.zeros(B, P, dtype=torch.int64, device=X.device)
+    best = torch.full((B,), -math.inf, dtype=torch.float64, device=points.device)
+    best_labels = torch.zeros(B, P, dtype=torch.int64, device=points.device)
     for k in range(2, min(int(k_max), P) + 1):
-        labels = kmeans(X, k, n_init=n_init, max_iter=max_iter, tol=tol, seed=seeds, image_ids=ids).labels
+        labels = _kmeans_rows(rows, k, n_init=n_init, max_iter=max_iter, tol=tol, seed=seeds, image_ids=ids).labels
         unique_labels = torch.zeros_like(weights, dtype=torch.int64).scatter_(1, inverse, labels)
         score = torch.nan_to_num(_weighted_silhouette(dist, weights, unique_labels, k), nan=-math.inf)
         better = (score > best) | ((k == 2) & torch.isinf(best))
@@ -147,7 +162,146 @@ def evaluate_grouping(record: SpikeRecord, labels: Any = None, **group_kwargs: A
         raise ValueError("evaluate_grouping needs labels: pass labels=... or a record that holds them")
     group_kwargs.setdefault("n_clusters", (labels.max(dim=1).values + 1).tolist())
     pred = group_pixels(record, **group_kwargs)
-    return np.asarray(ami_batch(labels.cpu().numpy(), pred.cpu().numpy()), dtype=np.float64)
+    return _ami_batch(labels.cpu().numpy(), pred.cpu().numpy())
+
+
+# --- batched AMI ---------------------------------------------------------------------------------
+# scikit-learn's adjusted_mutual_info_score, for all images at once: contingency tables by one bincount,
+# MI and entropies from them, and the expected MI (hypergeometric model) as one flat sum over every
+# (image, class, cluster, n_ij) term. Equal to sklearn to ~1e-15; its special cases are kept.
+
+_AVERAGES = ("arithmetic", "max", "min", "geometric")
+
+
+def _ami_batch(labels: Any, pred: Any, *, ignore_label: int | None = 0, average_method: str = "arithmetic",
+               block: int = 256) -> np.ndarray:
+    """AMI per image of ``labels``/``pred`` ``[B, ...]`` over pixels whose label != ``ignore_label``.
+
+    Same values as ``workbench.metrics.ami_batch`` (scikit-learn per image) to ~1e-15: NaN for an image
+    without kept pixels, 1.0 when both labelings have one group, 0.0 when only one of them has, and exactly
+    1.0 for a perfect match (sklearn: 1 within a few ulp). The one case that differs is 0/0 in sklearn
+    too: ``average_method="min"`` with one labeling all singletons (EMI = MI = min entropy), where
+    sklearn's value is rounding noise.
+    """
+    if average_method not in _AVERAGES:
+        raise ValueError(f"average_method must be one of {_AVERAGES}, got {average_method!r}")
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    prd = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
+    if lab.shape != prd.shape:
+        raise ValueError(f"labels and pred must have the same shape; got {lab.shape} and {prd.shape}")
+    if lab.ndim < 2:
+        raise ValueError(f"ami_batch needs [B, N] (or [B, H, W]) arrays; got shape {lab.shape}")
+    B = lab.shape[0]
+    lab, prd = lab.reshape(B, -1), prd.reshape(B, -1)
+    keep = np.ones(lab.shape, dtype=bool) if ignore_label is None else lab != ignore_label
+    lab_codes, n_lab = _codes(lab)
+    prd_codes, n_prd = _codes(prd)
+    out = np.empty(B, dtype=np.float64)
+    block = max(1, min(int(block), 2**24 // (n_lab * n_prd)))
+    for lo in range(0, B, block):  # bounds the memory of the contingency tables and the EMI terms
+        hi = min(lo + block, B)
+        b = hi - lo
+        cell = ((np.arange(b)[:, None] * n_lab + lab_codes[lo:hi]) * n_prd + prd_codes[lo:hi])[keep[lo:hi]]
+        table = np.bincount(cell, minlength=b * n_lab * n_prd).reshape(b, n_lab, n_prd)
+        out[lo:hi] = _ami_from_tables(table, average_method)
+    return out
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Values -> codes 0..C-1 (the values themselves when they are small non-negative integers)."""
+    if values.size and values.dtype.kind in "iub" and values.min() >= 0 and values.max() < 4096:
+        return values.astype(np.int64), int(values.max()) + 1
+    uniques, codes = np.unique(values, return_inverse=True)
+    return codes.reshape(values.shape).astype(np.int64), max(len(uniques), 1)
+
+
+def _ami_from_tables(table: np.ndarray, average_method: str) -> np.ndarray:
+    """AMI of each contingency table ``[B, classes, clusters]`` (int counts)."""
+    from scipy.special import gammaln
+
+    B = table.shape[0]
+    a, b = table.sum(axis=2), table.sum(axis=1)  # class and cluster sizes [B, I], [B, J]
+    n = a.sum(axis=1)  # [B]
+    n_classes, n_clusters = (a > 0).sum(axis=1), (b > 0).sum(axis=1)
+    out = np.full(B, np.nan)
+    out[(n > 0) & (n_classes == 1) & (n_clusters == 1)] = 1.0
+    out[(n > 0) & ((n_classes == 1) != (n_clusters == 1))] = 0.0
+    todo = np.flatnonzero((n_classes > 1) & (n_clusters > 1))
+    if todo.size == 0:
+        return out
+    table, a, b, n = table[todo], a[todo], b[todo], n[todo].astype(np.float64)
+    eps = np.finfo(np.float64).eps
+    log_n = np.log(n)
+    # mutual information over the non-zero cells (as sklearn, tiny terms are set to 0)
+    img, i, j = np.nonzero(table)
+    nij = table[img, i, j].astype(np.float64)
+    share = nij / n[img]
+    outer = a[img, i].astype(np.int64) * b[img, j].astype(np.int64)
+    terms = share * (np.log(nij) - log_n[img]) + share * (-np.log(outer) + log_n[img] + log_n[img])
+    terms = np.where(np.abs(terms) < eps, 0.0, terms)
+    mi = np.clip(np.bincount(img, weights=terms, minlength=len(todo)), 0.0, None)
+    h_true, h_pred = _entropies(a, n), _entropies(b, n)
+    emi = _expected_mi(a, b, n, gammaln)
+    if average_method == "arithmetic":
+        normalizer = (h_true + h_pred) / 2
+    elif average_method == "max":
+        normalizer = np.maximum(h_true, h_pred)
+    elif average_method == "min":
+        normalizer = np.minimum(h_true, h_pred)
+    else:
+        normalizer = np.sqrt(h_true * h_pred)
+    denominator, numerator = normalizer - emi, mi - emi
+    denominator = np.where(denominator < 0, np.minimum(denominator, -eps), np.maximum(denominator, eps))
+    numerator = np.where(numerator < 0, np.minimum(numerator, -eps), np.maximum(numerator, eps))
+    out[todo] = numerator / denominator
+    # A perfect match (a one-to-one contingency table) has MI = both entropies, so AMI = 1 exactly; the
+    # formula leaves it within a few ulp of 1 on either side (and makes 0/0 of the degenerate all-singleton
+    # case, which sklearn's eps guards turn into 1).
+    perfect = (np.bincount(img, minlength=len(todo)) == n_classes[todo]) & (n_classes[todo] == n_clusters[todo])
+    out[todo[perfect]] = 1.0
+    return out
+
+
+def _entropies(sizes: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each row of group sizes ``[B, K]`` (zeros ignored) with totals ``n [B]``."""
+    p = sizes.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, (p / n[:, None]) * (np.log(p) - np.log(n)[:, None]), 0.0)
+    return -terms.sum(axis=1)
+
+
+def _expected_mi(a: np.ndarray, b: np.ndarray, n: np.ndarray, gammaln: Any) -> np.ndarray:
+    """Expected MI under the permutation model (Vinh et al. 2010), as sklearn computes it, for all images.
+
+    EMI = sum_ij sum_{n_ij = max(1, a_i + b_j - n)}^{min(a_i, b_j)} n_ij/n log(n n_ij / (a_i b_j))
+          a_i! b_j! (n - a_i)! (n - b_j)! / (n! n_ij! (a_i - n_ij)! (b_j - n_ij)! (n - a_i - b_j + n_ij)!)
+
+    The inner sum depends only on (a_i, b_j, n), so it is computed once per distinct triple (group sizes
+    repeat a lot), over one flat vector of all their n_ij terms. All arguments are integers <= max(n):
+    log k! and log k come from tables.
+    """
+    img, i, j = np.nonzero((a[:, :, None] > 0) & (b[:, None, :] > 0))
+    top = int(n.max())
+    key = (a[img, i].astype(np.int64) * (top + 1) + b[img, j]) * (top + 1) + n[img].astype(np.int64)
+    triples, which = np.unique(key, return_inverse=True)
+    N, rest = triples % (top + 1), triples // (top + 1)
+    ai, bj = rest // (top + 1), rest % (top + 1)
+    log_fact = gammaln(np.arange(top + 1, dtype=np.float64) + 1)  # log k!
+    with np.errstate(divide="ignore"):
+        log = np.log(np.arange(top + 1, dtype=np.float64))
+    start = np.maximum(1, ai - N + bj)
+    count = np.maximum(np.minimum(ai, bj) + 1 - start, 0)
+    outer_gln = log_fact[ai] + log_fact[bj] + log_fact[N - ai] + log_fact[N - bj]  # the n_ij-free factors
+    outer_log = log[ai] + log[bj]
+    t = np.repeat(np.arange(len(triples)), count)  # the triple of each n_ij term
+    nij = start[t] + np.arange(int(count.sum())) - (np.cumsum(count) - count)[t]
+    ai, bj, N = ai[t], bj[t], N[t]
+    term1 = nij / N
+    term2 = (log[N] + log[nij]) - outer_log[t]
+    gln = outer_gln[t] - (log_fact[nij] + log_fact[N]) - log_fact[ai - nij] - log_fact[bj - nij] \
+        - log_fact[N - ai - bj + nij]
+    inner = np.bincount(t, weights=term1 * term2 * np.exp(gln), minlength=len(triples))
+    return np.bincount(img, weights=inner[which.reshape(-1)], minlength=len(a))
 
 
 @dataclass
@@ -210,7 +364,7 @@ def scores_per_cycle(record: SpikeRecord, cycles: Sequence[int] | None = None, *
         pred = group_pixels(rows[:, part], k[part], back_steps=D, smooth=smooth, n_init=n_init, seed=seeds[part],
                             image_ids=ids[part], chunk=chunk)
         lab = row_labels[part]
-        out["ami"][part] = ami_batch(lab.numpy(), pred.numpy())
+        out["ami"][part] = _ami_batch(lab.numpy(), pred.numpy())
         trains = rows[:, part].permute(1, 2, 0)  # [rows, N, D] bool
         scores = silhouette_scores(trains, pred, lab != 0, q=q, smooth=smooth)
         for name, values in scores.items():
@@ -294,8 +448,39 @@ def kmeans(features: torch.Tensor, n_clusters: torch.Tensor | int, *, n_init: in
            tol: float = 1e-4, seed: int | torch.Tensor = 0, image_ids: torch.Tensor | None = None) -> KMeansResult:
     """Cluster ``features [B, P, F]`` into ``n_clusters`` (int or ``[B]``) groups per image; float64 inside."""
     X = torch.as_tensor(features).to(torch.float64)
-    B, P, _ = X.shape
-    k = torch.as_tensor(n_clusters, dtype=torch.int64).reshape(-1).expand(B).to(X.device)
+    return _kmeans_rows(_Rows.from_features(X), n_clusters, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed,
+                        image_ids=image_ids)
+
+
+@dataclass
+class _Rows:
+    """The points k-means sees, deduplicated per image.
+
+    points ``[B, U, F]`` float64 (distinct rows in ascending lexicographic order, padded with zeros),
+    weights ``[B, U]`` (multiplicities; 0 marks padding, always at the end), inverse ``[B, P]`` (row ->
+    distinct row), gram ``[B, U, U]`` = points points^T, spread ``[B]`` = mean over features of the
+    variance over all P rows (sklearn's scale for ``tol``).
+    """
+
+    points: torch.Tensor
+    weights: torch.Tensor
+    inverse: torch.Tensor
+    gram: torch.Tensor
+    spread: torch.Tensor
+
+    @classmethod
+    def from_features(cls, X: torch.Tensor) -> "_Rows":
+        points, weights, inverse = _unique_points(X)
+        spread = X.var(dim=1, unbiased=False).mean(dim=1) if X.shape[0] else X.new_zeros(0)
+        return cls(points, weights, inverse, torch.bmm(points, points.transpose(1, 2)), spread)
+
+
+def _kmeans_rows(rows: _Rows, n_clusters: torch.Tensor | int, *, n_init: int, max_iter: int, tol: float,
+                 seed: int | torch.Tensor, image_ids: torch.Tensor | None) -> KMeansResult:
+    G, weights, inverse = rows.gram, rows.weights, rows.inverse
+    B, P = inverse.shape
+    device = G.device
+    k = torch.as_tensor(n_clusters, dtype=torch.int64).reshape(-1).expand(B).to(device)
     if B == 0:
         empty = torch.zeros(0, dtype=torch.int64)
         return KMeansResult(torch.zeros(0, P, dtype=torch.int64), torch.zeros(0, dtype=torch.float64), empty)
@@ -303,16 +488,14 @@ def kmeans(features: torch.Tensor, n_clusters: torch.Tensor | int, *, n_init: in
         raise ValueError(f"n_clusters must lie in 1..{P} (the number of points), got {k.tolist()}")
     ids = torch.arange(B) if image_ids is None else torch.as_tensor(image_ids)
     seeds = torch.as_tensor(seed, dtype=torch.int64).reshape(-1).expand(B)
-    points, weights, inverse = _unique_points(X)
-    G = torch.bmm(points, points.transpose(1, 2))
-    valid = torch.arange(int(k.max()), device=X.device)[None, :] < k[:, None]  # [B, K]: clusters in use
-    alpha = _kmeans_plus_plus(G, weights, k, valid, n_init, seeds.to(X.device), ids.to(X.device))
-    tol_abs = tol * X.var(dim=1, unbiased=False).mean(dim=1)  # sklearn: relative to the mean feature variance
+    valid = torch.arange(int(k.max()), device=device)[None, :] < k[:, None]  # [B, K]: clusters in use
+    alpha = _kmeans_plus_plus(G, weights, k, valid, n_init, seeds.to(device), ids.to(device))
+    tol_abs = tol * rows.spread  # sklearn: relative to the mean feature variance
     alpha, n_iter = _lloyd(G, weights, alpha, valid, max_iter, tol_abs)
     closest, labels = _assign(G, *_center_products(G, alpha), valid)
     inertia = (closest * weights[:, None, :]).sum(dim=2)  # [B, R]
     best = inertia.argmin(dim=1)  # first minimum: ties keep the earliest run, as sklearn
-    pick = torch.arange(B, device=X.device)
+    pick = torch.arange(B, device=device)
     return KMeansResult(labels[pick, best].gather(1, inverse), inertia[pick, best], n_iter[pick, best])
 
 
@@ -320,13 +503,124 @@ def _unique_points(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     """Distinct rows per image, padded to a common count: points ``[B, U, F]``, weights ``[B, U]``
     (row multiplicities; 0 marks padding, which always sits at the end), inverse ``[B, P]``."""
     rows = [torch.unique(x, dim=0, return_inverse=True, return_counts=True) for x in X]
-    U = max(len(r[0]) for r in rows)
+    U = max((len(r[0]) for r in rows), default=0)
     points = X.new_zeros(X.shape[0], U, X.shape[2])
     weights = X.new_zeros(X.shape[0], U)
     for b, (unique, _, counts) in enumerate(rows):
         points[b, : len(unique)] = unique
         weights[b, : len(unique)] = counts.to(X.dtype)
-    return points, weights, torch.stack([r[1] for r in rows])
+    inverse = torch.stack([r[1] for r in rows]) if rows else torch.zeros(0, X.shape[1], dtype=torch.int64)
+    return points, weights, inverse
+
+
+def _is_binary(spikes: torch.Tensor) -> bool:
+    """True for spike trains (bool, or numbers that are all 0 or 1), which take the deduplicating fast path."""
+    if spikes.dtype == torch.bool:
+        return True
+    if spikes.is_complex() or spikes.numel() == 0:
+        return False
+    return bool(((spikes == 0) | (spikes == 1)).all())
+
+
+class _TrainGroups:
+    """Distinct binary trains of every image of a window ``[T, B, N]``, found once for the whole window.
+
+    Silent pixels all share the all-zero train; the others (``active``) are packed into 64-bit words (step
+    0 in the most significant bit) and sorted once by (image, words), which groups equal trains and orders
+    each image's distinct trains lexicographically. Smoothing keeps that order: trains that first differ at
+    step t give features equal before t and ordered as the trains at t (the earlier steps add < 1), so
+    the rows come out exactly as ``torch.unique(features, dim=0)`` orders them, the all-zero row first.
+    """
+
+    def __init__(self, trains: np.ndarray, active: np.ndarray, group_image: np.ndarray, group_rank: np.ndarray,
+                 group_counts: np.ndarray, pixel_flat: np.ndarray, pixel_group: np.ndarray) -> None:
+        self.trains = trains  # [G, T] bool: one train per distinct active train
+        self.B, self.N = active.shape
+        self.n_active = active.sum(axis=1)  # [B]
+        self.has_zero = self.n_active < self.N  # the image has silent pixels: the all-zero row comes first
+        self.n_groups = np.bincount(group_image, minlength=self.B)  # distinct active trains per image
+        self.group_start = np.concatenate([[0], np.cumsum(self.n_groups)])
+        self.group_rank = group_rank + self.has_zero[group_image]  # row index within its image
+        self.group_counts = group_counts
+        self.pixel_flat, self.pixel_group = pixel_flat, pixel_group  # active pixels (b * N + n), sorted
+        self.pixel_start = np.concatenate([[0], np.cumsum(self.n_active)])
+
+    @classmethod
+    def build(cls, window: torch.Tensor) -> "_TrainGroups":
+        x = window.detach().to("cpu", torch.bool).numpy()
+        T, B, N = x.shape
+        active = x.any(axis=0)  # [B, N]
+        flat = np.flatnonzero(active)  # b * N + n, ascending
+        if x.flags.c_contiguous:
+            trains = x.reshape(T, B * N).take(flat, axis=1)
+        else:
+            trains = x[:, flat // N, flat % N]
+        image = flat // N
+        trains = np.ascontiguousarray(trains.T)  # [A, T]
+        packed = np.packbits(trains, axis=1)  # [A, ceil(T/8)], big-endian bits
+        n_words = -(-packed.shape[1] // 8)
+        buffer = np.zeros((len(flat), 8 * n_words), dtype=np.uint8)
+        buffer[:, : packed.shape[1]] = packed
+        words = buffer.view(">u8")  # [A, n_words], unsigned big-endian: compares like the bit strings
+        order = np.lexsort([words[:, j] for j in range(n_words - 1, -1, -1)] + [image])
+        words, image_sorted = words[order], image[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (image_sorted[1:] != image_sorted[:-1]) | (words[1:] != words[:-1]).any(axis=1)
+        group_of_sorted = np.cumsum(new) - 1  # [A] group index (groups ordered by image, then train)
+        firsts = np.flatnonzero(new)
+        group_image = image_sorted[firsts]
+        group_counts = np.diff(np.append(firsts, len(order)))
+        image_first_group = np.searchsorted(group_image, np.arange(B))
+        group_rank = np.arange(len(firsts)) - image_first_group[group_image]
+        pixel_group = np.empty(len(flat), dtype=np.int64)
+        pixel_group[order] = group_of_sorted
+        return cls(trains[order[firsts]], active, group_image, group_rank, group_counts, flat, pixel_group)
+
+    def rows(self, lo: int, hi: int, smooth: int, device: torch.device | str = "cpu") -> _Rows:
+        """The deduplicated smoothed rows of images ``lo:hi``."""
+        g0, g1 = self.group_start[lo], self.group_start[hi]
+        b = hi - lo
+        sizes = self.n_groups[lo:hi] + self.has_zero[lo:hi]
+        U = int(sizes.max()) if b else 0
+        T = self.trains.shape[1]
+        image = np.repeat(np.arange(b), self.n_groups[lo:hi])  # [g] image (within the chunk) of each group
+        rank = self.group_rank[g0:g1]
+        features = smooth_trains(torch.from_numpy(self.trains[g0:g1]).to(torch.float64), m=smooth)  # [g, T]
+        image_t = torch.from_numpy(image)
+        points = torch.zeros(b, U, T, dtype=torch.float64)
+        points[image_t, torch.from_numpy(rank)] = features
+        weights = np.zeros((b, U))
+        weights[image, rank] = self.group_counts[g0:g1]
+        weights[:, 0] += np.where(self.has_zero[lo:hi], self.N - self.n_active[lo:hi], 0)
+        inverse = np.zeros(b * self.N, dtype=np.int64)  # silent pixels: the all-zero row 0
+        p0, p1 = self.pixel_start[lo], self.pixel_start[hi]
+        inverse[self.pixel_flat[p0:p1] - lo * self.N] = self.group_rank[self.pixel_group[p0:p1]]
+        w = torch.from_numpy(weights)
+        gram = _exact_gram(points, T, smooth)
+        # Mean feature variance over all N rows from the weighted distinct rows. The weighted sums are exact
+        # (the features are multiples of 2^-(smooth-1)), so this is the correctly rounded variance; torch.var
+        # on all rows (the feature path) may differ from it in the last bit or two.
+        weighted = features * torch.from_numpy(self.group_counts[g0:g1]).to(torch.float64)[:, None]
+        s1 = features.new_zeros(b, T).index_add_(0, image_t, weighted)  # (the all-zero row adds nothing)
+        s2 = features.new_zeros(b, T).index_add_(0, image_t, weighted.mul_(features))
+        spread = ((self.N * s2 - s1 * s1) / (self.N * self.N)).mean(dim=1) if b else s1.new_zeros(0)
+        out = _Rows(points, w, torch.from_numpy(inverse.reshape(b, self.N)), gram, spread)
+        if torch.device(device).type != "cpu":
+            out = _Rows(*(t.to(device) for t in (out.points, out.weights, out.inverse, out.gram, out.spread)))
+        return out
+
+
+def _exact_gram(points: torch.Tensor, T: int, smooth: int) -> torch.Tensor:
+    """``points points^T`` in float64; through a float32 product when that is exact.
+
+    Smoothed binary features are multiples of 2^-(m-1) below 2, so every partial sum of products is a
+    multiple of 4^-(m-1) below 4T: float32 holds all of them exactly when T * 4^m <= 2^24, and then the
+    result equals the float64 product bit for bit, whatever the summation order.
+    """
+    if T * 4 ** int(smooth) <= 2**24:
+        p32 = points.to(torch.float32)
+        return torch.bmm(p32, p32.transpose(1, 2)).to(torch.float64)
+    return torch.bmm(points, points.transpose(1, 2))
 
 
 def _kmeans_plus_plus(G: torch.Tensor, w: torch.Tensor, k: torch.Tensor, valid: torch.Tensor, n_init: int,
@@ -396,9 +690,11 @@ def _assign(G: torch.Tensor, Ga: torch.Tensor, norms: torch.Tensor, valid: torch
     """Nearest centre per point and run: squared distance and label, both ``[B, R, U]``."""
     B, U, RK = Ga.shape
     K = valid.shape[1]
-    d = torch.diagonal(G, dim1=1, dim2=2)[:, :, None] - 2.0 * Ga + norms[:, None, :]
+    d = torch.sub(torch.diagonal(G, dim1=1, dim2=2)[:, :, None], Ga, alpha=2.0).add_(norms[:, None, :])
     d = d.clamp_(min=0.0).reshape(B, U, RK // K, K).transpose(1, 2)  # [B, R, U, K]
-    return d.masked_fill_(~valid[:, None, None, :], math.inf).min(dim=3)
+    if not bool(valid.all()):
+        d = d.masked_fill_(~valid[:, None, None, :], math.inf)
+    return d.min(dim=3)
 
 
 def _lloyd(G: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, valid: torch.Tensor, max_iter: int,
@@ -419,10 +715,13 @@ def _lloyd(G: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, valid: torch.T
         new_Ga, new_norms = _center_products(G, new_alpha)
         cross = (new_alpha * Ga).sum(dim=1)  # c_new . c_old
         shift = (new_norms + norms - 2.0 * cross).clamp(min=0.0).reshape(B, R, K).sum(dim=2)
-        columns = active[:, :, None].expand(B, R, K).reshape(B, RK)  # a run's K centre columns
-        alpha = torch.where(columns[:, None, :], new_alpha, alpha)
-        Ga = torch.where(columns[:, None, :], new_Ga, Ga)
-        norms = torch.where(columns, new_norms, norms)
+        if bool(active.all()):  # (the same tensors torch.where would return)
+            alpha, Ga, norms = new_alpha, new_Ga, new_norms
+        else:
+            columns = active[:, :, None].expand(B, R, K).reshape(B, RK)  # a run's K centre columns
+            alpha = torch.where(columns[:, None, :], new_alpha, alpha)
+            Ga = torch.where(columns[:, None, :], new_Ga, Ga)
+            norms = torch.where(columns, new_norms, norms)
         n_iter += active.to(torch.int64)
         unchanged = ((labels == old_labels) | padding).all(dim=2)
         active &= ~(unchanged | (shift <= tol_abs[:, None]))
@@ -434,15 +733,23 @@ def _lloyd(G: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, valid: torch.T
 
 def _cluster_means(w: torch.Tensor, labels: torch.Tensor, closest: torch.Tensor, alpha: torch.Tensor,
                    valid: torch.Tensor) -> torch.Tensor:
-    """Coefficients of the weighted cluster means; an empty cluster takes the farthest point (sklearn)."""
+    """Coefficients of the weighted cluster means; an empty cluster takes the farthest point (sklearn).
+
+    Point p of run r with label k gets w_p / mass_rk in column r*K + k, all other entries are 0; a column
+    whose cluster has no mass keeps its old coefficients.
+    """
     B, U, RK = alpha.shape
     K = valid.shape[1]
+    R = RK // K
     labels = _relocate_empty(w, labels, closest, valid)
-    member = torch.nn.functional.one_hot(labels, K).to(w.dtype) * w[:, None, :, None]  # [B, R, U, K]
-    mass = member.sum(dim=2, keepdim=True)
-    means = (member / mass.clamp(min=1e-300)).permute(0, 2, 1, 3).reshape(B, U, RK)
-    has_members = (mass > 0).reshape(B, 1, RK)
-    return torch.where(has_members, means, alpha)
+    column = (labels + K * torch.arange(R, device=w.device)[None, :, None]).reshape(B, R * U)  # [B, R*U]
+    w_runs = w.repeat(1, R)  # [B, R*U]: the weight of each (run, point)
+    mass = torch.zeros(B, RK, dtype=w.dtype, device=w.device).scatter_add_(1, column, w_runs)  # exact sums
+    values = w_runs / mass.gather(1, column).clamp(min=1e-300)
+    means = torch.zeros(B, U, RK, dtype=w.dtype, device=w.device).scatter_(2, column.reshape(B, R, U).transpose(1, 2),
+                                             values.reshape(B, R, U).transpose(1, 2))
+    has_members = mass > 0
+    return means if bool(has_members.all()) else torch.where(has_members[:, None, :], means, alpha)
 
 
 def _relocate_empty(w: torch.Tensor, labels: torch.Tensor, closest: torch.Tensor, valid: torch.Tensor
@@ -450,7 +757,9 @@ def _relocate_empty(w: torch.Tensor, labels: torch.Tensor, closest: torch.Tensor
     """Move the points farthest from their centres into empty clusters (rare, so a plain loop)."""
     K = valid.shape[1]
     real = w > 0
-    counts = torch.nn.functional.one_hot(labels, K).mul_(real[:, None, :, None]).sum(dim=2)  # [B, R, K]
+    B, R, U = labels.shape
+    counts = torch.zeros(B, R, K, dtype=torch.int64, device=w.device).scatter_add_(
+        2, labels, real[:, None, :].expand(B, R, U).to(torch.int64))  # [B, R, K] real members
     empty = (counts == 0) & valid[:, None, :]
     if not bool(empty.any()):
         return labels
