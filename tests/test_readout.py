@@ -202,7 +202,7 @@ def sklearn_ami(labels, pred, **kw):
 
 @pytest.mark.parametrize("average_method", ["arithmetic", "max", "min", "geometric"])
 def test_batched_ami_equals_sklearn_on_random_labelings(average_method):
-    from workbench.binding.readout import _ami_batch
+    from workbench.metrics import ami_batch as _ami_batch
 
     rng = np.random.RandomState(0)
     for trial in range(30):
@@ -223,7 +223,7 @@ def test_batched_ami_equals_sklearn_on_random_labelings(average_method):
 
 
 def test_batched_ami_special_cases_and_real_groupings(binding_record):
-    from workbench.binding.readout import _ami_batch
+    from workbench.metrics import ami_batch as _ami_batch
 
     labels = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 2, 2], [1, 1, 2, 2], [1, 2, 1, 2], [1, 2, 3, 4]])
     pred = np.array([[0, 1, 2, 3], [0, 0, 1, 1], [5, 5, 5, 5], [7, 7, 3, 3], [0, 0, 1, 1], [9, 8, 7, 6]])

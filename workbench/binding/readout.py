@@ -15,7 +15,7 @@ Fast path for spike trains: most pixels share a train (every silent pixel is all
 fire together), so ``group_pixels`` finds each image's distinct binary trains with one sort of packed bit
 words for the whole window and smooths only those; k-means then runs on the weighted distinct rows. This
 gives the same points, weights and Gram matrix as deduplicating the smoothed features, so the same labels.
-AMI is computed for all images at once (``_ami_batch``, equal to scikit-learn's to ~1e-15).
+AMI is computed for all images at once (``workbench.metrics.ami_batch``, equal to scikit-learn's to ~1e-15).
 
 ``scores_per_cycle`` gives Fig 3's per-iteration scores (spec §6.2): AMI, synchrony (VP_q silhouette), rate
 (VP_0 silhouette) and clustering (Euclidean silhouette of the smoothed trains), all over labelled pixels,
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from workbench import rng
-from workbench.metrics import silhouette, smooth_trains, victor_purpura_matrix
+from workbench.metrics import ami_batch, silhouette, smooth_trains, victor_purpura_matrix
 from workbench.record import SpikeRecord
 from workbench.rng import Stream
 
@@ -162,146 +162,7 @@ def evaluate_grouping(record: SpikeRecord, labels: Any = None, **group_kwargs: A
         raise ValueError("evaluate_grouping needs labels: pass labels=... or a record that holds them")
     group_kwargs.setdefault("n_clusters", (labels.max(dim=1).values + 1).tolist())
     pred = group_pixels(record, **group_kwargs)
-    return _ami_batch(labels.cpu().numpy(), pred.cpu().numpy())
-
-
-# --- batched AMI ---------------------------------------------------------------------------------
-# scikit-learn's adjusted_mutual_info_score, for all images at once: contingency tables by one bincount,
-# MI and entropies from them, and the expected MI (hypergeometric model) as one flat sum over every
-# (image, class, cluster, n_ij) term. Equal to sklearn to ~1e-15; its special cases are kept.
-
-_AVERAGES = ("arithmetic", "max", "min", "geometric")
-
-
-def _ami_batch(labels: Any, pred: Any, *, ignore_label: int | None = 0, average_method: str = "arithmetic",
-               block: int = 256) -> np.ndarray:
-    """AMI per image of ``labels``/``pred`` ``[B, ...]`` over pixels whose label != ``ignore_label``.
-
-    Same values as ``workbench.metrics.ami_batch`` (scikit-learn per image) to ~1e-15: NaN for an image
-    without kept pixels, 1.0 when both labelings have one group, 0.0 when only one of them has, and exactly
-    1.0 for a perfect match (sklearn: 1 within a few ulp). The one case that differs is 0/0 in sklearn
-    too: ``average_method="min"`` with one labeling all singletons (EMI = MI = min entropy), where
-    sklearn's value is rounding noise.
-    """
-    if average_method not in _AVERAGES:
-        raise ValueError(f"average_method must be one of {_AVERAGES}, got {average_method!r}")
-    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    prd = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
-    if lab.shape != prd.shape:
-        raise ValueError(f"labels and pred must have the same shape; got {lab.shape} and {prd.shape}")
-    if lab.ndim < 2:
-        raise ValueError(f"ami_batch needs [B, N] (or [B, H, W]) arrays; got shape {lab.shape}")
-    B = lab.shape[0]
-    lab, prd = lab.reshape(B, -1), prd.reshape(B, -1)
-    keep = np.ones(lab.shape, dtype=bool) if ignore_label is None else lab != ignore_label
-    lab_codes, n_lab = _codes(lab)
-    prd_codes, n_prd = _codes(prd)
-    out = np.empty(B, dtype=np.float64)
-    block = max(1, min(int(block), 2**24 // (n_lab * n_prd)))
-    for lo in range(0, B, block):  # bounds the memory of the contingency tables and the EMI terms
-        hi = min(lo + block, B)
-        b = hi - lo
-        cell = ((np.arange(b)[:, None] * n_lab + lab_codes[lo:hi]) * n_prd + prd_codes[lo:hi])[keep[lo:hi]]
-        table = np.bincount(cell, minlength=b * n_lab * n_prd).reshape(b, n_lab, n_prd)
-        out[lo:hi] = _ami_from_tables(table, average_method)
-    return out
-
-
-def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Values -> codes 0..C-1 (the values themselves when they are small non-negative integers)."""
-    if values.size and values.dtype.kind in "iub" and values.min() >= 0 and values.max() < 4096:
-        return values.astype(np.int64), int(values.max()) + 1
-    uniques, codes = np.unique(values, return_inverse=True)
-    return codes.reshape(values.shape).astype(np.int64), max(len(uniques), 1)
-
-
-def _ami_from_tables(table: np.ndarray, average_method: str) -> np.ndarray:
-    """AMI of each contingency table ``[B, classes, clusters]`` (int counts)."""
-    from scipy.special import gammaln
-
-    B = table.shape[0]
-    a, b = table.sum(axis=2), table.sum(axis=1)  # class and cluster sizes [B, I], [B, J]
-    n = a.sum(axis=1)  # [B]
-    n_classes, n_clusters = (a > 0).sum(axis=1), (b > 0).sum(axis=1)
-    out = np.full(B, np.nan)
-    out[(n > 0) & (n_classes == 1) & (n_clusters == 1)] = 1.0
-    out[(n > 0) & ((n_classes == 1) != (n_clusters == 1))] = 0.0
-    todo = np.flatnonzero((n_classes > 1) & (n_clusters > 1))
-    if todo.size == 0:
-        return out
-    table, a, b, n = table[todo], a[todo], b[todo], n[todo].astype(np.float64)
-    eps = np.finfo(np.float64).eps
-    log_n = np.log(n)
-    # mutual information over the non-zero cells (as sklearn, tiny terms are set to 0)
-    img, i, j = np.nonzero(table)
-    nij = table[img, i, j].astype(np.float64)
-    share = nij / n[img]
-    outer = a[img, i].astype(np.int64) * b[img, j].astype(np.int64)
-    terms = share * (np.log(nij) - log_n[img]) + share * (-np.log(outer) + log_n[img] + log_n[img])
-    terms = np.where(np.abs(terms) < eps, 0.0, terms)
-    mi = np.clip(np.bincount(img, weights=terms, minlength=len(todo)), 0.0, None)
-    h_true, h_pred = _entropies(a, n), _entropies(b, n)
-    emi = _expected_mi(a, b, n, gammaln)
-    if average_method == "arithmetic":
-        normalizer = (h_true + h_pred) / 2
-    elif average_method == "max":
-        normalizer = np.maximum(h_true, h_pred)
-    elif average_method == "min":
-        normalizer = np.minimum(h_true, h_pred)
-    else:
-        normalizer = np.sqrt(h_true * h_pred)
-    denominator, numerator = normalizer - emi, mi - emi
-    denominator = np.where(denominator < 0, np.minimum(denominator, -eps), np.maximum(denominator, eps))
-    numerator = np.where(numerator < 0, np.minimum(numerator, -eps), np.maximum(numerator, eps))
-    out[todo] = numerator / denominator
-    # A perfect match (a one-to-one contingency table) has MI = both entropies, so AMI = 1 exactly; the
-    # formula leaves it within a few ulp of 1 on either side (and makes 0/0 of the degenerate all-singleton
-    # case, which sklearn's eps guards turn into 1).
-    perfect = (np.bincount(img, minlength=len(todo)) == n_classes[todo]) & (n_classes[todo] == n_clusters[todo])
-    out[todo[perfect]] = 1.0
-    return out
-
-
-def _entropies(sizes: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of each row of group sizes ``[B, K]`` (zeros ignored) with totals ``n [B]``."""
-    p = sizes.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, (p / n[:, None]) * (np.log(p) - np.log(n)[:, None]), 0.0)
-    return -terms.sum(axis=1)
-
-
-def _expected_mi(a: np.ndarray, b: np.ndarray, n: np.ndarray, gammaln: Any) -> np.ndarray:
-    """Expected MI under the permutation model (Vinh et al. 2010), as sklearn computes it, for all images.
-
-    EMI = sum_ij sum_{n_ij = max(1, a_i + b_j - n)}^{min(a_i, b_j)} n_ij/n log(n n_ij / (a_i b_j))
-          a_i! b_j! (n - a_i)! (n - b_j)! / (n! n_ij! (a_i - n_ij)! (b_j - n_ij)! (n - a_i - b_j + n_ij)!)
-
-    The inner sum depends only on (a_i, b_j, n), so it is computed once per distinct triple (group sizes
-    repeat a lot), over one flat vector of all their n_ij terms. All arguments are integers <= max(n):
-    log k! and log k come from tables.
-    """
-    img, i, j = np.nonzero((a[:, :, None] > 0) & (b[:, None, :] > 0))
-    top = int(n.max())
-    key = (a[img, i].astype(np.int64) * (top + 1) + b[img, j]) * (top + 1) + n[img].astype(np.int64)
-    triples, which = np.unique(key, return_inverse=True)
-    N, rest = triples % (top + 1), triples // (top + 1)
-    ai, bj = rest // (top + 1), rest % (top + 1)
-    log_fact = gammaln(np.arange(top + 1, dtype=np.float64) + 1)  # log k!
-    with np.errstate(divide="ignore"):
-        log = np.log(np.arange(top + 1, dtype=np.float64))
-    start = np.maximum(1, ai - N + bj)
-    count = np.maximum(np.minimum(ai, bj) + 1 - start, 0)
-    outer_gln = log_fact[ai] + log_fact[bj] + log_fact[N - ai] + log_fact[N - bj]  # the n_ij-free factors
-    outer_log = log[ai] + log[bj]
-    t = np.repeat(np.arange(len(triples)), count)  # the triple of each n_ij term
-    nij = start[t] + np.arange(int(count.sum())) - (np.cumsum(count) - count)[t]
-    ai, bj, N = ai[t], bj[t], N[t]
-    term1 = nij / N
-    term2 = (log[N] + log[nij]) - outer_log[t]
-    gln = outer_gln[t] - (log_fact[nij] + log_fact[N]) - log_fact[ai - nij] - log_fact[bj - nij] \
-        - log_fact[N - ai - bj + nij]
-    inner = np.bincount(t, weights=term1 * term2 * np.exp(gln), minlength=len(triples))
-    return np.bincount(img, weights=inner[which.reshape(-1)], minlength=len(a))
+    return ami_batch(labels.cpu().numpy(), pred.cpu().numpy())
 
 
 @dataclass
@@ -364,7 +225,7 @@ def scores_per_cycle(record: SpikeRecord, cycles: Sequence[int] | None = None, *
         pred = group_pixels(rows[:, part], k[part], back_steps=D, smooth=smooth, n_init=n_init, seed=seeds[part],
                             image_ids=ids[part], chunk=chunk)
         lab = row_labels[part]
-        out["ami"][part] = _ami_batch(lab.numpy(), pred.numpy())
+        out["ami"][part] = ami_batch(lab.numpy(), pred.numpy())
         trains = rows[:, part].permute(1, 2, 0)  # [rows, N, D] bool
         scores = silhouette_scores(trains, pred, lab != 0, q=q, smooth=smooth)
         for name, values in scores.items():
