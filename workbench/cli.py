@@ -80,13 +80,24 @@ def _cmd_data_make(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_sizes(items: list[str]) -> dict[str, int]:
-    sizes = {}
+def _parse_pairs(items: list[str], option: str, convert: type, example: str) -> dict:
+    """``["A=1", ...]`` -> ``{"A": convert("1")}``, with one clear error for a malformed item."""
+    pairs = {}
     for item in items:
-        split, sep, value = item.partition("=")
-        if not sep or not value.isdigit():
-            raise ValueError(f"--size expects SPLIT=N (e.g. train_multi=200), got {item!r}")
-        sizes[split] = int(value)
+        key, sep, value = item.partition("=")
+        try:
+            if not key or not sep:
+                raise ValueError
+            pairs[key] = convert(value)
+        except ValueError:
+            raise ValueError(f"{option} expects {example}, got {item!r}") from None
+    return pairs
+
+
+def _parse_sizes(items: list[str]) -> dict[str, int]:
+    sizes = _parse_pairs(items, "--size", int, "SPLIT=N (e.g. train_multi=200)")
+    if any(v < 0 for v in sizes.values()):
+        raise ValueError(f"--size values must be >= 0, got {sizes}")
     return sizes
 
 
@@ -128,24 +139,11 @@ def _cmd_neuron_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_assignments(items: list[str]) -> dict[str, float]:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--param expects NAME=VALUE, got {item!r}")
-        try:
-            params[key] = float(value)
-        except ValueError:
-            raise SystemExit(f"--param {key}: {value!r} is not a number") from None
-    return params
-
-
 def _cmd_neuron_simulate(args: argparse.Namespace) -> int:
     from workbench.neurons.explore import simulate_neuron
 
     trace = simulate_neuron(
-        args.model, _parse_assignments(args.param), input_kind=args.input, T=args.steps, seed=args.seed,
+        args.model, _parse_pairs(args.param, "--param", float, "NAME=NUMBER (e.g. tau_mem=20)"), input_kind=args.input, T=args.steps, seed=args.seed,
         amplitude=args.amplitude,
     )
     spike_steps = np.flatnonzero(trace.spikes).tolist()
