@@ -294,6 +294,12 @@ def _add(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse
     return parser
 
 
+def _group(sub: argparse._SubParsersAction, name: str, help: str, metavar: str = "ACTION") -> argparse._SubParsersAction:
+    """A command group (``hnnwb NAME ACTION ...``): its parser and the required sub-parsers of its actions."""
+    parser = sub.add_parser(name, help=help, description=help)
+    return parser.add_subparsers(dest=f"{name}_command", metavar=metavar, required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hnnwb", description="HNN Workbench command line")
     ap.add_argument("--version", action="version", version=f"hnn-workbench {__version__}")
@@ -302,8 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "info", _cmd_info, "print versions, device and thread settings")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on <= 2 cores)")
 
-    data = sub.add_parser("data", help="generate and inspect datasets", description="generate and inspect datasets")
-    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    data_sub = _group(sub, "data", "generate and inspect datasets")
     p = _add(data_sub, "make", _cmd_data_make, "generate a dataset in the papers' HDF5 layout")
     p.add_argument("name", metavar="NAME", help=f"dataset name: {', '.join(_dataset_names())}")
     p.add_argument("--out", type=Path, default=None, help="output .h5 (default DATA_DIR/NAME.h5)")
@@ -326,8 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(data_sub, "info", _cmd_data_info, "list the splits of an HDF5 dataset with basic statistics")
     p.add_argument("file", type=Path)
 
-    neuron = sub.add_parser("neuron", help="explore neuron models", description="explore neuron models")
-    neuron_sub = neuron.add_subparsers(dest="neuron_command", metavar="ACTION", required=True)
+    neuron_sub = _group(sub, "neuron", "explore neuron models")
     _add(neuron_sub, "list", _cmd_neuron_list, "list neuron models, their parameters and input kinds")
     p = _add(neuron_sub, "simulate", _cmd_neuron_simulate, "simulate one neuron and print its spike times")
     p.add_argument("--model", default="lif", help="model key (see `hnnwb neuron list`)")
@@ -338,8 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model parameter (repeatable)")
     p.add_argument("--out", type=Path, default=None, help="write the full trace as JSON")
 
-    record = sub.add_parser("record", help="inspect spike records", description="inspect spike records")
-    record_sub = record.add_subparsers(dest="record_command", metavar="ACTION", required=True)
+    record_sub = _group(sub, "record", "inspect spike records")
     p = _add(record_sub, "info", _cmd_record_info, "summarise a SpikeRecord HDF5 file")
     p.add_argument("file", type=Path)
 
@@ -367,9 +370,7 @@ def _add_compute_options(p: argparse.ArgumentParser, batch_size: int = 64) -> No
 
 
 def _add_dasbe(sub: argparse._SubParsersAction) -> None:
-    dasbe = sub.add_parser("dasbe", help="DASBE binding: evaluate, train DAEs, synchrony curves",
-                           description="DASBE binding: evaluate, train DAEs, synchrony curves")
-    dasbe_sub = dasbe.add_subparsers(dest="dasbe_command", metavar="ACTION", required=True)
+    dasbe_sub = _group(sub, "dasbe", "DASBE binding: evaluate, train DAEs, synchrony curves")
     p = _add(dasbe_sub, "eval", _cmd_dasbe_eval,
              "score a method's grouping (AMI over labelled pixels) on the first N images of a dataset file")
     p.add_argument("--data", type=Path, required=True, help="HDF5 file in the papers' layout")
@@ -418,9 +419,7 @@ def _add_dasbe(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    rep = sub.add_parser("reproduce", help="reproduce a paper's table or figure data",
-                         description="reproduce a paper's table or figure data")
-    rep_sub = rep.add_subparsers(dest="reproduce_command", metavar="WHAT", required=True)
+    rep_sub = _group(sub, "reproduce", "reproduce a paper's table or figure data", metavar="WHAT")
     p = _add(rep_sub, "table1", _cmd_reproduce_table1,
              "DASBE Table I (DASBE, pure-ANN, pure-SNN) as JSON and Markdown, next to the paper's numbers")
     p.add_argument("--images", type=int, default=6000, help="first N images of the split (default 6000)")
