@@ -267,6 +267,17 @@ def test_contractive_penalty_is_the_jacobian_norm_of_the_last_encoder_layer(act)
     assert float(contractive_penalty(model, a).detach()) == pytest.approx(expected, rel=1e-9)
 
 
+def _adam_steps(model, loss_fn, steps: int, lr: float = 1e-2) -> float:
+    """Run ``steps`` Adam updates on ``loss_fn()`` and return the loss of the last step."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
 def test_bcdae_loss_gradients_reach_every_layer_and_adam_reduces_it():
     torch.manual_seed(0)
     model = tiny_spiking(seed=1)
@@ -275,14 +286,7 @@ def test_bcdae_loss_gradients_reach_every_layer_and_adam_reduces_it():
     loss = bcdae_loss(model, noisy, clean, noise)
     loss.backward()
     assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = float(loss.detach())
-    for _ in range(100):
-        opt.zero_grad()
-        loss = bcdae_loss(model, noisy, clean, noise)
-        loss.backward()
-        opt.step()
-    assert float(loss.detach()) < 0.7 * first
+    assert _adam_steps(model, lambda: bcdae_loss(model, noisy, clean, noise), 100) < 0.7 * float(loss.detach())
 
 
 def test_clr_loss_matches_its_definition_and_training_reduces_it():
@@ -297,14 +301,7 @@ def test_clr_loss_matches_its_definition_and_training_reduces_it():
     target = torch.block_diag(torch.ones(4, 4), torch.ones(4, 4))
     expected = bce + ((unit @ unit.T / 0.5 - target) ** 2).sum()
     assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = float(loss.detach())
-    for _ in range(30):
-        opt.zero_grad()
-        loss = clr_loss(model, clean, clean, noise)
-        loss.backward()
-        opt.step()
-    assert float(loss.detach()) < 0.7 * first
+    assert _adam_steps(model, lambda: clr_loss(model, clean, clean, noise), 30) < 0.7 * float(loss.detach())
 
 
 # --- rbae ---------------------------------------------------------------------------------------------
