@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=Path, default=None, help="write the binding SpikeRecord (HDF5)")
     _add_dasbe(sub)
     _add_reproduce(sub)
+    from workbench import cli_gust, cli_snn_iir  # here, not at the top: they import this module's helpers
+    cli_snn_iir.register(sub)
+    cli_gust.register(sub)
     return ap
 
 
