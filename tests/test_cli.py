@@ -162,3 +162,16 @@ def test_dasbe_train_writes_checkpoints(bars_and_dae, tmp_path, capsys):
     assert "--dae" in capsys.readouterr().out
     assert main(["dasbe", "train", "--preset", "bars", "--data", str(tmp_path / "none.h5")]) == 2
     assert "hnnwb data make bars" in capsys.readouterr().err
+
+
+def test_dasbe_moving_writes_fig5_json(tmp_path, capsys):
+    from workbench.data.datasets import make_dataset
+
+    sizes = {"train_multi": 2, "test": 1, "train_single": 1, "train_single_0": 1, "train_single_1": 1,
+             "train_single_2": 1}
+    data = make_dataset("moving_shapes_3", tmp_path / "ms3.h5", progress=False, sizes=sizes)
+    out = tmp_path / "fig5.json"
+    assert main(["dasbe", "moving", "--data", str(data), "--out", str(out), "--trace", "1", "--sequences", "2",
+                 "--n-iter", "17", "--threads", "1"]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["ami"]) == 17 and result["trace"] == 1

@@ -420,6 +420,12 @@ def _add_dasbe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="result JSON")
     _add_compute_options(p, batch_size=20)
 
+    from workbench.experiments import dasbe_moving
+
+    p = _add(dasbe_sub, "moving", dasbe_moving.run_from_args,
+             "Fig 5 data: binding moving shapes with the recurrent DAE, AMI per iteration (JSON)")
+    dasbe_moving.add_arguments(p)
+
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     rep_sub = _group(sub, "reproduce", "reproduce a paper's table or figure data", metavar="WHAT")

@@ -226,12 +226,8 @@ def _read(path: Path, split: str, ids: list[int], n_frames: int) -> tuple[np.nda
     return frames[pick, :n_frames], labels[pick, :n_frames]
 
 
-def main(argv: list[str] | None = None) -> int:
-    from workbench.fileio import write_json
-    from workbench.runtime import configure_threads
-
-    parser = argparse.ArgumentParser(prog="python -m workbench.experiments.dasbe_moving",
-                                     description="DASBE Fig 5: binding moving shapes with the rbae (writes JSON)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Fig 5 options, shared by ``python -m workbench.experiments.dasbe_moving`` and ``hnnwb dasbe moving``."""
     parser.add_argument("--data", type=Path, default=Path("data/moving_shapes_3.h5"))
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--checkpoint", type=Path, default=None, help="rbae checkpoint (default: the shipped one)")
@@ -245,7 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-iter", type=int, default=FIG5_N_ITER)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from workbench.fileio import write_json
+    from workbench.runtime import configure_threads
+
     configure_threads(args.threads)
     if args.static_dae is not None:
         from workbench.checkpoints import load_dae
@@ -254,10 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = load_rbae(args.checkpoint)
     data = fig5(model, args.data, trace=args.trace, sequences=args.sequences, seed=args.seed,
-                curve_seeds=args.curve_seeds, n_iter=args.n_iter, recurrence=not args.no_recurrence, device=resolve_device(args.device))
+                curve_seeds=args.curve_seeds, n_iter=args.n_iter, recurrence=not args.no_recurrence,
+                device=resolve_device(args.device))
     write_json(args.out, data.to_json())
     print(data.summary())
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workbench.experiments.dasbe_moving",
+                                     description="DASBE Fig 5: binding moving shapes with the rbae (writes JSON)")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
