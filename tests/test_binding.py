@@ -311,3 +311,91 @@ def test_on_pixel_init_equals_the_dense_init():
     expected = dense[:, lay.row_of[:, None], lay.pix]  # [D, rows(compact), P]
     assert torch.equal(ring[:, lay.valid], expected[:, lay.valid])
     assert lay.row_of.tolist() == [0, 3, 1, 4, 2, 5]  # image-major: both seeds of an image side by side
+
+
+# --- spiking-hidden DAEs (bcdae, CLRNET): hidden refractory state carried by the loop ------------------
+
+from workbench.binding.dasbe import run_binding_hidden  # noqa: E402
+from workbench.models.spiking_dae import SpikingDAE  # noqa: E402
+
+
+def _spiking_dae(act: str = "sigmoid", refractory: int = 4, code_bias: float = 0.0) -> SpikingDAE:
+    dae = SpikingDAE((400, 48, 64, 48, 400), hidden_act=act, refractory=refractory, seed=0)
+    with torch.no_grad():
+        dae.decoder[-1].bias += 1.0  # enough feedback to keep the pixels firing
+        dae.encoder[-1].bias += code_bias
+    return dae
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "relu"])
+def test_stateful_paths_agree_exactly(bars, act):
+    dae = _spiking_dae(act, code_bias=0.5 if act == "relu" else 0.0)
+    params = DasbeParams.bars(n_iter=3)
+    runs = {impl: run_binding_hidden(dae, bars[0][:3], params, seed=[1, 2], impl=impl)
+            for impl in ("batched", "dense", "reference")}
+    pix, hid = runs["batched"]
+    assert pix.meta["dae_path"] == "spiking" and runs["dense"][0].meta["dae_path"] == "module"
+    assert hid.spikes.shape == (3 * 54, 6, 64) and hid.image_shape == (8, 8) and hid.meta["layer"] == "hidden"
+    assert int(pix.spikes.sum()) > 2000 and int(hid.spikes.sum()) > 2000
+    for impl in ("dense", "reference"):
+        assert torch.equal(runs[impl][0].spikes, pix.spikes)
+        assert torch.equal(runs[impl][1].spikes, hid.spikes)
+    assert torch.equal(run_binding(dae, bars[0][:3], params, seed=[1, 2]).spikes, pix.spikes)
+
+
+def test_stateful_loop_is_deterministic_and_batch_invariant(bars):
+    dae = _spiking_dae()
+    params = DasbeParams.bars(n_iter=3)
+    pix, hid = run_binding_hidden(dae, bars[0][:3], params, seed=[5, 6])
+    again = run_binding_hidden(dae, bars[0][:3], params, seed=[5, 6])
+    assert torch.equal(again[0].spikes, pix.spikes) and torch.equal(again[1].spikes, hid.spikes)
+    part_pix, part_hid = run_binding_hidden(dae, bars[0][[2, 0]], params, seed=6, image_ids=[2, 0])
+    assert torch.equal(part_pix.spikes, pix.spikes[:, [5, 3]])
+    assert torch.equal(part_hid.spikes, hid.spikes[:, [5, 3]])
+    tail_pix, tail_hid = run_binding_hidden(dae, bars[0][:3], params, seed=[5, 6], record="last:1")
+    assert torch.equal(tail_hid.spikes, hid.spikes[-54:]) and torch.equal(tail_pix.spikes, pix.spikes[-54:])
+
+
+@pytest.mark.parametrize("impl", ["batched", "dense", "reference"])
+def test_hidden_refractory_gate_blocks_r_a_steps_and_resets_per_image(bars, impl):
+    # Code bias +60: sigmoid(u) == 1.0 in float64, so a unit fires whenever its gate is open (unless U == 0).
+    r_a = 6
+    dae = _spiking_dae(refractory=r_a, code_bias=60.0)
+    _, hid = run_binding_hidden(dae, bars[0][:2], DasbeParams.bars(n_iter=2), seed=[3, 4], impl=impl)
+    spikes = hid.spikes.numpy()  # [108, 4, 64]
+    for row in range(4):  # each (seed, image) row starts with a fresh counter: every unit fires at step 0
+        for unit in range(0, 64, 7):
+            times = np.flatnonzero(spikes[:, row, unit])
+            assert times[0] == 0 and (np.diff(times) == r_a + 1).all()
+
+
+def test_hidden_state_does_not_carry_over_between_images_or_calls(bars):
+    dae = _spiking_dae()
+    params = DasbeParams.bars(n_iter=2)
+    alone = run_binding_hidden(dae, bars[0][1:2], params, seed=9, image_ids=[1])[1]
+    run_binding_hidden(dae, bars[0][:1], params, seed=9)  # another image first: nothing may leak
+    second = run_binding_hidden(dae, bars[0][:2], params, seed=9)[1]
+    assert torch.equal(second.spikes[:, 1:2], alone.spikes)
+    # evaluation chunks are separate calls: chunked = whole
+    whole = run_binding_hidden(dae, bars[0][:4], params, seed=9)[1]
+    chunks = [run_binding_hidden(dae, bars[0][i:i + 2], params, seed=9, image_ids=[i, i + 1])[1] for i in (0, 2)]
+    assert torch.equal(torch.cat([c.spikes for c in chunks], dim=1), whole.spikes)
+
+
+def test_stateful_module_path_for_modified_spiking_daes(bars):
+    class Shifted(SpikingDAE):
+        def membrane(self, a):
+            return super().membrane(a) * 0.9
+
+    dae = Shifted((400, 48, 64, 48, 400), hidden_act="sigmoid", refractory=4, seed=0)
+    assert dasbe._spiking_layers(dae) is None and dasbe._spiking_layers(_spiking_dae()) is not None
+    params = DasbeParams.bars(n_iter=2)
+    fast = run_binding_hidden(dae, bars[0][:2], params, seed=1)
+    assert fast[0].meta["dae_path"] == "module" and fast[0].meta["hidden_refractory"] == 4
+    slow = run_binding_hidden(dae, bars[0][:2], params, seed=1, impl="reference")
+    assert torch.equal(fast[1].spikes, slow[1].spikes) and torch.equal(fast[0].spikes, slow[0].spikes)
+
+
+def test_run_binding_hidden_needs_a_spiking_dae(bars, random_dae):
+    with pytest.raises(ValueError, match="spiking-hidden"):
+        run_binding_hidden(random_dae, bars[0][:1], DasbeParams.bars(n_iter=1))

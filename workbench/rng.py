@@ -55,6 +55,7 @@ class Stream(enum.IntEnum):
     MASK2 = 4
     KMEANS = 5
     DROPOUT = 6
+    HIDDEN = 7  # spiking hidden layers of DAEs in the binding loop
 
 
 def _shr(z: torch.Tensor, k: int) -> torch.Tensor:

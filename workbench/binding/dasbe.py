@@ -28,6 +28,16 @@ Three implementations give the same spikes (``impl``):
   called once per step on the whole batch.
 * ``"dense"``: the plain batched loop on ``[rows, N]`` tensors, one DAE call per step.
 * ``"reference"``: a slow, literal one-image-at-a-time loop with the spec's integer refractory counter.
+
+Spiking-hidden DAEs (bcdae, CLRNET: ``workbench.models.spiking_dae.SpikingDAE``, spec §2.5) carry a hidden
+refractory counter r_a from step to step. The loop keeps it as part of its state, one ``[rows, H]`` counter
+per (seed, image) row, zero at the start of every run (so it is reset per image: no row ever sees another
+row's or another run's counter), decremented once per step (one DAE call per step, as in the reference).
+The hidden noise ``U(0, 1)`` of step n is ``rng.uniform(seed, HIDDEN_STREAM, image_id, n, H)``: a stream of
+its own, so the pixel streams and every stateless run are unchanged. All three implementations give the
+same pixel and hidden spikes; the batched one encodes a whole iteration's windows at once, runs the gate
+slot by slot, then decodes the D spike vectors at once (the windows of an iteration do not depend on the
+DAE outputs of that iteration). ``run_binding_hidden`` also returns the hidden spikes (Fig 4).
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from torch.nn import functional as F
 
 from workbench import rng
 from workbench.models.dae import MLPDAE
+from workbench.models.spiking_dae import HiddenState, SpikingDAE, refractory_gate
 from workbench.neurons.stochastic import StochasticParams, StochasticState, stochastic_step
 from workbench.record import SpikeRecord
 from workbench.rng import Stream
@@ -115,6 +126,7 @@ class DasbeParams:
 
 
 RecordSpec = str | int
+HIDDEN_STREAM = Stream.HIDDEN  # rng stream of the hidden-layer spike noise
 
 
 def run_binding(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbeParams | None = None, *,
@@ -139,8 +151,36 @@ def run_binding(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbePa
 
     Returns a ``SpikeRecord`` with spikes ``[kept steps, S*B, N]``, ``cycle = D`` and metadata (seeds,
     image ids, first recorded step, and ``dae_path``: ``"mlp"`` when the batched loop recognised an
-    ``MLPDAE`` and ran its fast path, else ``"module"``: the DAE was called once per step).
+    ``MLPDAE`` and ran its fast path, ``"spiking"`` for an unmodified ``SpikingDAE``'s fast path, else
+    ``"module"``: the DAE was called once per step).
+
+    A spiking-hidden DAE (one with ``initial_state``, called as ``dae(window, state, noise) ->
+    (reconstruction, spikes, state)``, e.g. bcdae or CLRNET) runs with its hidden refractory state carried
+    by the loop and reset per image (see the module docstring); the metadata then also holds
+    ``hidden_refractory``, ``hidden_units`` and ``hidden_stream``. ``run_binding_hidden`` returns its spikes.
     """
+    return _run(dae, images, params, seed=seed, image_ids=image_ids, labels=labels, record=record, device=device,
+                impl=impl, dae_dtype=dae_dtype, image_shape=image_shape, hidden=False)[0]
+
+
+def run_binding_hidden(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbeParams | None = None, *,
+                       seed: int | Sequence[int] = 0, image_ids: Any = None, labels: Any = None,
+                       record: RecordSpec = "all", device: str | torch.device | None = "cpu",
+                       impl: str = "batched", dae_dtype: torch.dtype | None = torch.float64,
+                       image_shape: tuple[int, int] | None = None) -> tuple[SpikeRecord, SpikeRecord]:
+    """``run_binding`` for a spiking-hidden DAE that also returns its hidden spikes.
+
+    Returns ``(pixels, hidden)``: the pixel record of ``run_binding`` and a record of the hidden layer's
+    spikes ``[kept steps, S*B, H]`` (same steps, rows and metadata; ``image_shape`` is the square
+    ``(sqrt H, sqrt H)`` when H is a square, e.g. CLRNET's 1600 -> 40 x 40, else None; no labels).
+    """
+    return _run(dae, images, params, seed=seed, image_ids=image_ids, labels=labels, record=record, device=device,
+                impl=impl, dae_dtype=dae_dtype, image_shape=image_shape, hidden=True)
+
+
+def _run(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbeParams | None, *, seed: Any, image_ids: Any,
+         labels: Any, record: RecordSpec, device: Any, impl: str, dae_dtype: torch.dtype | None,
+         image_shape: tuple[int, int] | None, hidden: bool) -> tuple[SpikeRecord, SpikeRecord | None]:
     params = params or DasbeParams.bars()
     x, shape = _flat_images(images, image_shape)
     B, N = x.shape
@@ -153,15 +193,32 @@ def run_binding(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbePa
     # Allocated outside inference mode so that callers may edit the record's tensor in place later.
     spikes = torch.zeros(keep * params.delay, len(x_rows), N, dtype=torch.bool, device=dev)
     with _DaeCall(dae, dae_dtype, dev) as call, torch.inference_mode():
+        if hidden and not call.stateful:
+            raise ValueError(f"run_binding_hidden needs a spiking-hidden DAE (with initial_state, e.g. SpikingDAE), "
+                             f"got {type(dae).__name__}; use run_binding for stateless DAEs")
+        hidden_spikes = None
+        if hidden:
+            with torch.inference_mode(False):
+                hidden_spikes = torch.zeros(keep * params.delay, len(x_rows), call.n_hidden, dtype=torch.bool,
+                                            device=dev)
         extra = {"n_images": B} if impl == "batched" else {}
-        dae_path = loops[impl](call, x_rows.to(dev), row_seeds.to(dev), row_ids.to(dev), params, spikes, **extra)
+        dae_path = loops[impl](call, x_rows.to(dev), row_seeds.to(dev), row_ids.to(dev), params, spikes,
+                               hidden=hidden_spikes, **extra)
     first_step = (params.n_iter - keep) * params.delay
     meta = {"model": "dasbe", "D": params.delay, "r": params.refractory, "params": asdict(params),
             "seeds": row_seeds.tolist(), "image_ids": row_ids.tolist(), "first_step": first_step,
             "impl": impl, "dae_dtype": str(dae_dtype).replace("torch.", "") if dae_dtype else "native",
             "dae_path": dae_path or "module"}
-    return SpikeRecord(spikes, image_shape=shape, cycle=params.delay, images=x_rows.to(dev),
-                       labels=_flat_labels(labels, B, N, len(x_rows) // B, dev), meta=meta)
+    if call.stateful:
+        meta.update(hidden_refractory=call.refractory, hidden_units=call.n_hidden, hidden_stream=HIDDEN_STREAM)
+    pixels = SpikeRecord(spikes, image_shape=shape, cycle=params.delay, images=x_rows.to(dev),
+                         labels=_flat_labels(labels, B, N, len(x_rows) // B, dev), meta=meta)
+    if hidden_spikes is None:
+        return pixels, None
+    side = math.isqrt(call.n_hidden)
+    hidden_shape = (side, side) if side * side == call.n_hidden else None
+    return pixels, SpikeRecord(hidden_spikes, image_shape=hidden_shape, cycle=params.delay,
+                               meta={**meta, "layer": "hidden"})
 
 
 def init_delay_line(seeds: torch.Tensor, image_ids: torch.Tensor, delay: int, n: int, *,
@@ -271,7 +328,8 @@ class _OnPixels:
 
 
 def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: torch.Tensor,
-                 params: DasbeParams, out: torch.Tensor, n_images: int | None = None) -> str:
+                 params: DasbeParams, out: torch.Tensor, n_images: int | None = None,
+                 hidden: torch.Tensor | None = None) -> str:
     """Same spikes as ``_run_dense``, on on-pixel state; MLP DAEs run once per iteration (see above).
 
     ``n_images``: rows ``r`` and ``r + n_images`` hold the same image (seed-major rows); None = no sharing.
@@ -289,7 +347,10 @@ def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: tor
     """
     D, R, dev = params.delay, x.shape[0], x.device
     lay = _OnPixels(x, n_images=n_images or R)
-    mlp = _MlpFastPath.build(dae, lay, D)
+    first = params.n_steps - len(out)
+    rows_state = _HiddenRows(dae, seeds, ids, hidden, first, lay.row_of) if dae.stateful else None
+    mlp = _MlpFastPath.build(dae, lay, D, rows_state)
+    stepper = _HiddenSteps(dae, seeds, ids, hidden, first) if mlp is None and dae.stateful else None
     ring = lay.init_ring(seeds, ids, D)
     threshold, r = params.neuron().effective_threshold, params.refractory
     silent_below = threshold - 1.0 - 2.0 ** -20  # m <= this cannot fire: m + U < threshold
@@ -299,7 +360,7 @@ def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: tor
     window_q = (lay.entry // lay.P) * (D * lay.P) + lay.entry % lay.P  # entry q at slot t: window_q[q] + t*P
     none = torch.zeros(0, dtype=torch.int64, device=dev)
     s, s2, s2_next = none, none, none
-    first, fired_log = params.n_steps - len(out), []
+    fired_log = []
     take = torch.index_select  # much faster than advanced indexing for 1-D gathers on CPU
     for k in range(params.n_iter):
         keys = _iteration_keys(seeds, ids, k * D - 1, D + 1)  # row t + 1 holds step k*D + t
@@ -322,11 +383,11 @@ def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: tor
             if mlp is not None:
                 window.index_fill_(0, take(window_q, 0, torch.cat([s, s1, s2])) + t * lay.P, True)
             else:
-                ring[t] = _dense_dae_at_on_pixels(dae, (s, s1, s2), lay)
+                ring[t] = _dense_dae_at_on_pixels(stepper or dae, (s, s1, s2), lay, n)
         if mlp is not None:
-            mlp(window, ring)
+            mlp(window, ring, k)
     lay.scatter_record(fired_log, out)
-    return "module" if mlp is None else "mlp"
+    return "module" if mlp is None else ("spiking" if dae.stateful else "mlp")
 
 
 def _iteration_keys(seeds: torch.Tensor, ids: torch.Tensor, start: int, count: int) -> list[torch.Tensor]:
@@ -336,20 +397,83 @@ def _iteration_keys(seeds: torch.Tensor, ids: torch.Tensor, start: int, count: i
             for stream in (Stream.THRESHOLD, Stream.MASK1, Stream.MASK2)]
 
 
-def _dense_dae_at_on_pixels(dae: "_DaeCall", entries: tuple[torch.Tensor, ...], lay: _OnPixels) -> torch.Tensor:
+def _dense_dae_at_on_pixels(dae: "_DaeCall | _HiddenSteps", entries: tuple[torch.Tensor, ...], lay: _OnPixels,
+                            step: int) -> torch.Tensor:
     """Any DAE: call it on the dense ``[rows, N]`` window and read the reconstruction at the on-pixels."""
     window = torch.zeros(lay.rows * lay.n, dtype=torch.bool, device=lay.dense_q.device)
     for e in entries:
         window[lay.dense_q[e]] = True
-    return dae(window.view(lay.rows, lay.n)).reshape(-1)[lay.dense_q]
+    window = window.view(lay.rows, lay.n)
+    y = dae(window, step) if isinstance(dae, _HiddenSteps) else dae(window)
+    return y.reshape(-1)[lay.dense_q]
+
+
+def hidden_noise(seeds: torch.Tensor, image_ids: torch.Tensor, step: int, n_hidden: int) -> torch.Tensor:
+    """``[rows, H]`` U(0, 1) hidden-spike noise of global step ``step`` (stream ``HIDDEN_STREAM``)."""
+    return rng.uniform(seeds, HIDDEN_STREAM, image_ids, step, n_hidden)
+
+
+class _HiddenSteps:
+    """A spiking-hidden DAE called once per step on dense ``[rows, N]`` windows (run-row order), carrying its
+    hidden refractory state (zero at creation: one object per run, so the state is reset per image)."""
+
+    def __init__(self, dae: "_DaeCall", seeds: torch.Tensor, ids: torch.Tensor, out: torch.Tensor | None,
+                 first: int) -> None:
+        self.dae, self.seeds, self.ids, self.out, self.first = dae, seeds, ids, out, first
+        self.state = dae.initial_state(len(seeds))
+
+    def __call__(self, window: torch.Tensor, step: int) -> torch.Tensor:
+        noise = hidden_noise(self.seeds, self.ids, step, self.dae.n_hidden)
+        y, spikes, self.state = self.dae.step(window, self.state, noise)
+        if self.out is not None and step >= self.first:
+            self.out[step - self.first] = spikes > 0
+        return y
+
+
+class _HiddenRows:
+    """Hidden refractory state of the batched loop's compact rows (``_OnPixels.row_of`` order) for the
+    spiking fast path: gates a whole iteration's membranes slot by slot (see ``_MlpFastPath``)."""
+
+    def __init__(self, dae: "_DaeCall", seeds: torch.Tensor, ids: torch.Tensor, out: torch.Tensor | None,
+                 first: int, row_of: torch.Tensor) -> None:
+        self.refractory, self.out, self.first, self.row_of = dae.refractory, out, first, row_of
+        self.seeds, self.ids = seeds[row_of], ids[row_of]
+        self.counter = dae.initial_state(len(row_of)).refractory
+
+    def __call__(self, u: torch.Tensor, c0: int, c1: int, k: int, delay: int) -> torch.Tensor:
+        """Spikes (float, like ``u``) of compact rows ``c0:c1`` for the membranes ``u [(c1-c0)*D, H]`` of
+        iteration ``k`` (row-major: entry ``(c - c0) * D + t`` is slot t of row c)."""
+        H = u.shape[1]
+        steps = torch.arange(k * delay, (k + 1) * delay, device=u.device)
+        keys = rng.row_keys(self.seeds[c0:c1, None], HIDDEN_STREAM, self.ids[c0:c1, None], steps[None, :])
+        flat_u = u.reshape(-1)
+        pos = _flatnonzero(flat_u > 0)  # u <= 0 cannot fire: u + U - 1 < 0 since U < 1
+        noise = rng.uniform_at(keys, torch.div(pos, H, rounding_mode="floor"), pos % H)
+        raw = torch.zeros_like(flat_u)
+        raw[pos] = ((torch.index_select(flat_u, 0, pos) + noise.to(u.dtype) - 1.0) > 0).to(u.dtype)
+        raw = raw.view(c1 - c0, delay, H)
+        state = HiddenState(self.counter[c0:c1])
+        spikes = torch.empty_like(raw)
+        for t in range(delay):
+            spikes[:, t], state = refractory_gate(raw[:, t], state, self.refractory)
+        self.counter[c0:c1] = state.refractory
+        kept = k * delay - self.first  # step of slot 0 in the record
+        if self.out is not None and kept + delay > 0:
+            lo = max(0, -kept)
+            self.out[kept + lo:kept + delay, self.row_of[c0:c1]] = spikes[:, lo:].transpose(0, 1) > 0
+        return spikes.view(-1, H)
 
 
 class _MlpFastPath:
     """An MLP DAE (``MLPDAE``: Linear layers, ReLU inside, code activation, sigmoid output) evaluated on the
     windows of a whole iteration at once, exploiting the sparse binary input and the on-pixel output."""
 
-    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor, str]], lay: _OnPixels, delay: int) -> None:
+    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor, str]], lay: _OnPixels, delay: int,
+                 code: tuple[int, "_HiddenRows"] | None = None) -> None:
         self.lay, self.D = lay, delay
+        self.code_at, self.code = code if code is not None else (-1, None)  # layer index of the spiking code
+        # the layer after a spiking code sees binary spikes: a sparse sum of weight columns, like the first layer
+        self.spike_w_t = layers[self.code_at + 1][0].t().contiguous() if code is not None else None
         (w_first, self.b_first, self.act_first) = layers[0]
         self.w_first_t = w_first.t().contiguous()  # [N, K]: row p = weight column of pixel p
         self.w_first = w_first
@@ -365,11 +489,17 @@ class _MlpFastPath:
             self.w_last_t, self.b_last = w_last.t().contiguous(), b_last
 
     @classmethod
-    def build(cls, dae: "_DaeCall", lay: _OnPixels, delay: int) -> "_MlpFastPath | None":
+    def build(cls, dae: "_DaeCall", lay: _OnPixels, delay: int,
+              hidden: "_HiddenRows | None" = None) -> "_MlpFastPath | None":
+        if lay.rows == 0:
+            return None
+        if dae.stateful:
+            layers = _spiking_layers(dae.module)
+            return None if layers is None else cls(layers, lay, delay, (len(dae.module.encoder) - 1, hidden))
         layers = _mlp_layers(dae.module)
-        return None if layers is None or lay.rows == 0 else cls(layers, lay, delay)
+        return None if layers is None else cls(layers, lay, delay)
 
-    def __call__(self, window: torch.Tensor, ring: torch.Tensor) -> None:
+    def __call__(self, window: torch.Tensor, ring: torch.Tensor, k: int = 0) -> None:
         """Write the reconstructions of the iteration's windows (bool ``[rows, D, P]``, flat) into ``ring [D, Q]``.
 
         Runs over chunks of images whose hidden activations fit in cache (~2 MB): large fresh buffers cost
@@ -388,8 +518,15 @@ class _MlpFastPath:
                 break
             first_bag = b0 * S * D
             h = self._first_layer(bag[lo:hi] - first_bag, pixels[lo:hi], (b1 - b0) * S * D)
-            for w, b, act in self.middle:
-                h = _ACTIVATIONS_[act](torch.addmm(b, h, w.t()))
+            if self.code_at == 0:
+                h = self.code(h, b0 * S, b1 * S, k, D)
+            for i, (w, b, act) in enumerate(self.middle, start=1):
+                if i == self.code_at + 1 and self.code is not None:
+                    h = _ACTIVATIONS_[act](_binary_linear(h, w, b, self.spike_w_t))
+                else:
+                    h = _ACTIVATIONS_[act](torch.addmm(b, h, w.t()))
+                if i == self.code_at:  # spiking code layer: membranes -> gated spikes, slot by slot
+                    h = self.code(h, b0 * S, b1 * S, k, D)
             if self.gather:  # [b, S*D, K] x [b, K, P]: each image's decoder rows serve all its seeds and slots
                 z = torch.baddbmm(self.b_last_g[b0:b1], h.view(b1 - b0, S * D, -1), self.w_last_g[b0:b1])
             else:
@@ -413,12 +550,26 @@ class _MlpFastPath:
 _ACTIVATIONS_ = {"relu": torch.relu_, "sigmoid": torch.sigmoid_}  # in place: no fresh large buffers
 
 
+def _binary_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
+    """``h @ w.T + b`` for a 0/1 matrix ``h``: the sum of the selected weight columns when ``h`` is sparse."""
+    active = _flatnonzero(h.reshape(-1) > 0)
+    if len(active) > _SPARSE_MAX_DENSITY * h.numel():
+        return torch.addmm(b, h, w.t())
+    n_bags, width = h.shape
+    counts = torch.bincount(torch.div(active, width, rounding_mode="floor"), minlength=n_bags)
+    return F.embedding_bag(active % width, w_t, torch.cumsum(counts, 0) - counts, mode="sum").add_(b)
+
+
 def _mlp_layers(module: Any) -> list[tuple[torch.Tensor, torch.Tensor, str]] | None:
     """``[(weight, bias, activation), ...]`` of an unmodified ``MLPDAE``, else None (use the module as is)."""
     if not isinstance(module, MLPDAE) or module.hidden_act not in _ACTIVATIONS_:
         return None
     if any(getattr(type(module), name) is not getattr(MLPDAE, name) for name in ("forward", "encode", "decode")):
         return None  # a subclass that changes the computation
+    return _layer_list(module)
+
+
+def _layer_list(module: MLPDAE) -> list[tuple[torch.Tensor, torch.Tensor, str]] | None:
     linears = list(module.encoder) + list(module.decoder)
     if any(type(layer) is not nn.Linear or layer.bias is None for layer in linears):
         return None
@@ -429,8 +580,18 @@ def _mlp_layers(module: Any) -> list[tuple[torch.Tensor, torch.Tensor, str]] | N
     return [(layer.weight, layer.bias, act) for layer, act in zip(linears, acts)]
 
 
+def _spiking_layers(module: Any) -> list[tuple[torch.Tensor, torch.Tensor, str]] | None:
+    """Layers of an unmodified ``SpikingDAE`` (its code layer gives the membrane u), else None."""
+    if not isinstance(module, SpikingDAE) or module.hidden_act not in _ACTIVATIONS_:
+        return None
+    names = ("forward", "encode", "decode", "membrane")
+    if any(getattr(type(module), name) is not getattr(SpikingDAE, name) for name in names):
+        return None
+    return _layer_list(module)
+
+
 def _run_dense(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: torch.Tensor,
-               params: DasbeParams, out: torch.Tensor) -> None:
+               params: DasbeParams, out: torch.Tensor, hidden: torch.Tensor | None = None) -> None:
     """Fill ``out`` (the last ``len(out)`` steps, ``[steps, rows, N]``) with the spikes of all rows at once,
     on dense ``[rows, N]`` state with one DAE call per step."""
     N, D = x.shape[1], params.delay
@@ -439,12 +600,15 @@ def _run_dense(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: torch
     state = StochasticState(torch.zeros_like(x))
     s1 = s2 = torch.zeros_like(x, dtype=torch.bool)
     first = params.n_steps - len(out)
+    stepper = _HiddenSteps(dae, seeds, ids, hidden, first) if dae.stateful else None
     for n in range(params.n_steps):
         t = n % D
         noise = rng.uniform(seeds, Stream.THRESHOLD, ids, n, N)
         fired, state = stochastic_step(x * ring[t], state, neuron, noise)
         s = fired > 0
-        ring[t] = dae(s | s1 | s2)  # R[t] was read above: the reconstruction returns D steps later
+        window = s | s1 | s2
+        # R[t] was read above: the reconstruction returns D steps later
+        ring[t] = stepper(window, n) if stepper is not None else dae(window)
         s2 = _decay(s1, q2, seeds, ids, n, Stream.MASK2)
         s1 = _decay(s, q1, seeds, ids, n, Stream.MASK1)
         if n >= first:
@@ -466,15 +630,20 @@ def _decay(spikes: torch.Tensor, keep_p: float, seeds: torch.Tensor, ids: torch.
 
 
 def _run_reference(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: torch.Tensor,
-                   params: DasbeParams, out: torch.Tensor) -> None:
-    """Slow literal loop, one image and one step at a time (the authors' structure, our RNG)."""
+                   params: DasbeParams, out: torch.Tensor, hidden: torch.Tensor | None = None) -> None:
+    """Slow literal loop, one image and one step at a time (the authors' structure, our RNG); a spiking-hidden
+    DAE gets a fresh hidden state for every image."""
     keep = len(out) // params.delay
     for row in range(x.shape[0]):
-        out[:, row] = _reference_one_image(dae, x[row], seeds[row:row + 1], ids[row:row + 1], params, keep)
+        stepper = None
+        if dae.stateful:
+            stepper = _HiddenSteps(dae, seeds[row:row + 1], ids[row:row + 1],
+                                   None if hidden is None else hidden[:, row:row + 1], params.n_steps - len(out))
+        out[:, row] = _reference_one_image(dae, x[row], seeds[row:row + 1], ids[row:row + 1], params, keep, stepper)
 
 
 def _reference_one_image(dae: "_DaeCall", x: torch.Tensor, seed: torch.Tensor, image_id: torch.Tensor,
-                         params: DasbeParams, keep: int) -> torch.Tensor:
+                         params: DasbeParams, keep: int, stepper: "_HiddenSteps | None" = None) -> torch.Tensor:
     N, D = x.shape[0], params.delay
     R = init_delay_line(seed, image_id, D, N)[:, 0]
     q1, q2 = params.mask_probabilities()
@@ -490,7 +659,7 @@ def _reference_one_image(dae: "_DaeCall", x: torch.Tensor, seed: torch.Tensor, i
             s = ((m + u) > 1 + params.threshold_offset) & (ref < 0)
             ref = torch.where(s, params.refractory, ref)
             a = s | s1 | s2
-            y = dae(a[None])[0]
+            y = (stepper(a[None], n) if stepper is not None else dae(a[None]))[0]
             s2 = s1 & (rng.uniform(seed, Stream.MASK2, image_id, n, N)[0] < q2)
             s1 = s & (rng.uniform(seed, Stream.MASK1, image_id, n, N)[0] < q1)
             R[t] = y
@@ -513,6 +682,25 @@ class _DaeCall:
         if any(t.dtype != self.dtype or t.device != device for t in tensors):
             self.module = copy.deepcopy(dae).to(device=device, dtype=self.dtype)
         self._was_training = getattr(self.module, "training", None)
+        self.stateful = callable(getattr(self.module, "initial_state", None))
+        self.n_hidden = int(getattr(self.module, "n_hidden", 0)) if self.stateful else 0
+        self.refractory = int(getattr(self.module, "refractory", 0)) if self.stateful else None
+        self.device = device
+
+    def initial_state(self, rows: int) -> Any:
+        """The spiking-hidden DAE's zero state for ``rows`` rows (hidden refractory counters all free)."""
+        return self.module.initial_state(rows, self.device)
+
+    def step(self, window: torch.Tensor, state: Any, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Spiking-hidden DAE: ``(float32 reconstruction, hidden spikes, new state)`` for one step."""
+        y, spikes, state = self.module(window.to(self.dtype), state, noise)
+        self._check(y, window)
+        return y.to(torch.float32), spikes, state
+
+    def _check(self, y: torch.Tensor, window: torch.Tensor) -> None:
+        if tuple(y.shape) != tuple(window.shape):
+            raise ValueError(f"the DAE must return a reconstruction of shape {tuple(window.shape)} "
+                             f"(or a tuple starting with one), got {tuple(y.shape)}")
 
     def __enter__(self) -> "_DaeCall":
         if isinstance(self.module, nn.Module):
@@ -524,11 +712,12 @@ class _DaeCall:
             self.module.train(self._was_training)
 
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
+        if self.stateful:
+            raise ValueError(f"{type(self.module).__name__} has a spiking hidden layer: call it with its state "
+                             "(the binding loops do; this is a stateless call)")
         out = self.module(window.to(self.dtype))
         y = out[0] if isinstance(out, (tuple, list)) else out
-        if tuple(y.shape) != tuple(window.shape):
-            raise ValueError(f"the DAE must return a reconstruction of shape {tuple(window.shape)} "
-                             f"(or a tuple starting with one), got {tuple(y.shape)}")
+        self._check(y, window)
         return y.to(torch.float32)
 
 

@@ -37,7 +37,7 @@ from workbench.runtime import resolve_device
 __all__ = [
     "PRESETS", "METHODS", "TABLE1_SEEDS", "TABLE1_IMAGES", "ORACLE_K", "PAPER_TABLE1", "AUTHORS_CODE_200",
     "AUTHORS_CODE_SYNCHRONY", "evaluate", "table1", "table1_markdown", "synchrony_protocol", "fig3_image_indices",
-    "dasbe_params",
+    "dasbe_params", "run_checkpoint",
 ]
 
 PRESETS = ("bars", "corners", "shapes", "multi_mnist", "mnist_shape")
@@ -160,7 +160,7 @@ def evaluate(data_file: str | os.PathLike, *, split: str = TABLE1_SPLIT, preset:
     params = params or dasbe_params(preset)
     dev = resolve_device(device)
     module, dae_source = (None, None) if method == "pcnn" else resolve_dae(dae, preset, data_file=path)
-    _check_stateless(module)
+    _check_stateless(module, method)
     if method == "pcnn":
         pcnn_params = pcnn_params or _pcnn_preset(preset)
     if k == "auto" and k_max is None:
@@ -288,13 +288,13 @@ def resolve_dae(dae: nn.Module | str | os.PathLike | None, preset: str, *,
     return load_dae(path), str(path)
 
 
-def _check_stateless(module: nn.Module | None) -> None:
-    """The binding loops call the DAE as a stateless map; a spiking-hidden DAE (bcdae, CLRNET) carries a
-    hidden refractory state that they would silently reset every step, so refuse it instead."""
-    if module is not None and hasattr(module, "initial_state"):
+def _check_stateless(module: nn.Module | None, method: str) -> None:
+    """DASBE's loop carries a spiking-hidden DAE's state (bcdae, CLRNET); the pure-ANN baseline calls the DAE
+    as a stateless map on real-valued input, which such a DAE does not define, so refuse that pairing."""
+    if method == "pure_ann" and module is not None and hasattr(module, "initial_state"):
         raise ValueError(f"{type(module).__name__} has a spiking hidden layer with state (hidden refractoriness); "
-                         "run_binding calls the DAE as a stateless map and does not carry that state yet, so "
-                         "Multi-MNIST's bcdae cannot be evaluated by this loop")
+                         "the pure-ANN baseline calls the DAE as a stateless map, so it cannot run it. Pass a "
+                         "plain MLPDAE with --dae for the pure-ANN column (method 'dasbe' runs this DAE)")
 
 
 def train_command(preset: str, data_file: str | os.PathLike | None = None) -> str:
@@ -337,7 +337,7 @@ def table1(datasets: Sequence[str] = PRESETS, *, images: int = TABLE1_IMAGES, se
     A cell whose data file or DAE is missing holds ``{"missing": "<command that makes it>"}``; a cell whose
     run fails holds ``{"error": "<message>"}``; the other cells hold ``evaluate``'s result (per-image lists
     only with ``per_image``). Data files are ``data_dir/<name>.h5``; ``dae_overrides`` maps a dataset to a
-    checkpoint (else its shipped DAE).
+    checkpoint (else its shipped DAE, else ``runs/<name>/best.pt`` when present: Multi-MNIST's bcdae).
     """
     for name in datasets:
         _check_choice("dataset", name, PRESETS)
@@ -350,14 +350,15 @@ def table1(datasets: Sequence[str] = PRESETS, *, images: int = TABLE1_IMAGES, se
     for name in datasets:
         cells[name] = {}
         path = _dataset_path(name, Path(data_dir))
+        dae = _default_dae(name, overrides.get(name))
         for method in methods:
-            missing = _missing(name, method, path, overrides.get(name))
+            missing = _missing(name, method, path, dae)
             if missing:
                 cells[name][method] = {"missing": missing}
                 continue
             try:
                 cells[name][method] = evaluate(path, split=split, preset=name, images=images, seeds=seeds,
-                                               dae=overrides.get(name), method=method, batch_size=batch_size,
+                                               dae=dae, method=method, batch_size=batch_size,
                                                device=device, progress=progress, per_image=per_image)
             except (FileNotFoundError, ImportError) as exc:
                 cells[name][method] = {"missing": str(exc)}
@@ -374,6 +375,24 @@ def table1(datasets: Sequence[str] = PRESETS, *, images: int = TABLE1_IMAGES, se
                  "(Corners) on train_multi[0:200]."),
         "seconds": round(time.perf_counter() - clock, 3),
     }
+
+
+def run_checkpoint(name: str, runs_dir: str | os.PathLike = Path("runs")) -> Path | None:
+    """``runs/<name>/best.pt`` (what ``python -m workbench.models.presets`` writes), else
+    ``results/dae/<name>/best.pt`` (``hnnwb dasbe train``'s default), when present, else None. Table I uses it for a dataset without a shipped DAE, e.g. Multi-MNIST's bcdae."""
+    for path in (Path(runs_dir) / name / "best.pt", Path("results") / "dae" / name / "best.pt"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _default_dae(name: str, override: Any) -> Any:
+    """The DAE of a Table I row: the override, else the shipped checkpoint, else ``runs/<name>/best.pt``."""
+    if override is not None:
+        return override
+    from workbench.models.presets import shipped_checkpoint
+
+    return None if shipped_checkpoint(name) is not None else run_checkpoint(name)
 
 
 def _dataset_path(name: str, data_dir: Path) -> Path:
@@ -467,7 +486,6 @@ def synchrony_protocol(data_file: str | os.PathLike, *, preset: str, images: int
     if min(indices) < 0:
         raise ValueError(f"image indices must be >= 0, got {min(indices)}")
     module, dae_source = resolve_dae(dae, preset, data_file=path)
-    _check_stateless(module)
     params = dasbe_params(preset, n_iter=n_iter)
     dev = resolve_device(device)
     names = ("ami", "synchrony", "rate", "clustering")
