@@ -438,7 +438,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default="dasbe,pure_ann,pcnn", help="comma-separated methods (default all three)")
     p.add_argument("--data-dir", default="data", help="where NAME.h5 files live (default data)")
     p.add_argument("--dae", action="append", default=[], metavar="NAME=CHECKPOINT",
-                   help="DAE for a dataset instead of its shipped one (repeatable)")
+                   help="DAE for a dataset instead of its default: the shipped checkpoint, else runs/NAME/best.pt (repeatable)")
     p.add_argument("--out", type=Path, default=Path("results/table1.json"), help="JSON (default results/table1.json)")
     p.add_argument("--markdown", type=Path, default=None, help="Markdown (default: --out with .md)")
     p.add_argument("--per-image", action="store_true", help="keep per-image AMI lists in the JSON")
