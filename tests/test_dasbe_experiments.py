@@ -216,7 +216,8 @@ def test_group_pixels_auto_finds_the_groups_without_labels():
 
 
 def test_weighted_silhouette_equals_the_silhouette_of_the_expanded_points():
-    from workbench.binding.readout import _unique_points, _weighted_silhouette
+    from workbench.binding.readout import _unique_points
+    from workbench.metrics import weighted_silhouette
     from workbench.metrics import silhouette
 
     gen = torch.Generator().manual_seed(1)
@@ -224,7 +225,7 @@ def test_weighted_silhouette_equals_the_silhouette_of_the_expanded_points():
     labels = (X.sum(dim=2) % 3).long()  # identical rows must share a label: derive it from the row
     points, weights, inverse = _unique_points(X)
     unique_labels = torch.zeros_like(weights, dtype=torch.int64).scatter_(1, inverse, labels)
-    ours = _weighted_silhouette(torch.cdist(points, points), weights, unique_labels, 3)
+    ours = weighted_silhouette(torch.cdist(points, points), weights, unique_labels, 3)
     for b in range(2):
         dist = torch.cdist(X[b], X[b]).fill_diagonal_(0)
         assert float(ours[b]) == pytest.approx(silhouette(dist, labels[b]))

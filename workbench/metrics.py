@@ -29,6 +29,7 @@ __all__ = [
     "vp_cycle_table",
     "encode_cycles",
     "silhouette",
+    "weighted_silhouette",
     "synchrony_score",
     "rate_score",
     "clustering_score",
@@ -460,6 +461,26 @@ def silhouette(dist: Any, pred: Any, *, mask: Any = None) -> float | torch.Tenso
     score = (s * m).sum(-1) / m.sum(-1).clamp_min(1)
     score = torch.where((sizes > 0).sum(-1) >= 2, score, torch.nan)
     return float(score) if d.dim() == 2 else score
+
+
+def weighted_silhouette(dist: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean silhouette of points with multiplicities: ``dist [B, U, U]``, ``weights``/``labels [B, U]``.
+
+    Equals the ordinary silhouette of the expanded point set (copies of a point sit at distance 0, so
+    ``a_i`` = weighted distance sum / (own cluster size - 1)); s = 0 for singletons and 0/0; NaN when
+    fewer than 2 clusters are non-empty.
+    """
+    own = torch.nn.functional.one_hot(labels, k).to(torch.float64)  # [B, U, K]
+    members = own * weights[:, :, None]
+    sizes = members.sum(dim=1)  # [B, K]
+    sums = torch.bmm(dist, members)  # [B, U, K]
+    own_size = (own * sizes[:, None, :]).sum(dim=2)
+    a = (sums * own).sum(dim=2) / (own_size - 1)
+    others = torch.where((own > 0) | (sizes[:, None, :] == 0), math.inf, sums / sizes[:, None, :].clamp_min(1))
+    b = others.min(dim=2).values
+    s = torch.nan_to_num((b - a) / torch.maximum(a, b), nan=0.0, posinf=0.0, neginf=0.0)
+    score = (s * weights).sum(dim=1) / weights.sum(dim=1)
+    return torch.where((sizes > 0).sum(dim=1) >= 2, score, torch.nan)
 
 
 def _labelled(x: torch.Tensor, pred: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from workbench import rng
-from workbench.metrics import ami_batch, silhouette, smooth_trains, victor_purpura_matrix
+from workbench.metrics import ami_batch, silhouette, smooth_trains, victor_purpura_matrix, weighted_silhouette
 from workbench.record import SpikeRecord
 from workbench.rng import Stream
 
@@ -113,31 +113,11 @@ def _group_auto(rows: "_Rows", k_max: int | None, *, n_init: int, max_iter: int,
     for k in range(2, min(int(k_max), P) + 1):
         labels = _kmeans_rows(rows, k, n_init=n_init, max_iter=max_iter, tol=tol, seed=seeds, image_ids=ids).labels
         unique_labels = torch.zeros_like(weights, dtype=torch.int64).scatter_(1, inverse, labels)
-        score = torch.nan_to_num(_weighted_silhouette(dist, weights, unique_labels, k), nan=-math.inf)
+        score = torch.nan_to_num(weighted_silhouette(dist, weights, unique_labels, k), nan=-math.inf)
         better = (score > best) | ((k == 2) & torch.isinf(best))
         best = torch.where(better, score, best)
         best_labels[better] = labels[better]
     return best_labels
-
-
-def _weighted_silhouette(dist: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean silhouette of points with multiplicities: ``dist [B, U, U]``, ``weights``/``labels [B, U]``.
-
-    Equals the ordinary silhouette of the expanded point set (copies of a point sit at distance 0, so
-    ``a_i`` = weighted distance sum / (own cluster size - 1)); s = 0 for singletons and 0/0; NaN when
-    fewer than 2 clusters are non-empty.
-    """
-    own = torch.nn.functional.one_hot(labels, k).to(torch.float64)  # [B, U, K]
-    members = own * weights[:, :, None]
-    sizes = members.sum(dim=1)  # [B, K]
-    sums = torch.bmm(dist, members)  # [B, U, K]
-    own_size = (own * sizes[:, None, :]).sum(dim=2)
-    a = (sums * own).sum(dim=2) / (own_size - 1)
-    others = torch.where((own > 0) | (sizes[:, None, :] == 0), math.inf, sums / sizes[:, None, :].clamp_min(1))
-    b = others.min(dim=2).values
-    s = torch.nan_to_num((b - a) / torch.maximum(a, b), nan=0.0, posinf=0.0, neginf=0.0)
-    score = (s * weights).sum(dim=1) / weights.sum(dim=1)
-    return torch.where((sizes > 0).sum(dim=1) >= 2, score, torch.nan)
 
 
 def _gather_masked(values: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
