@@ -3,9 +3,148 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from workbench.cli import _group
 
 
+# --- train (GUST spec §4) ----------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from workbench.experiments.gust_train import run_train_command
+
+    return run_train_command(args)
+
+
+def _add_train(gust_sub: argparse._SubParsersAction) -> None:
+    from workbench.cli import _add
+
+    p = _add(gust_sub, "train", _cmd_train,
+             "train a GUST network on shapes_multiobj_<objects>_3 (spec §4 recipe; writes best.pt, last.pt, "
+             "history.json; --resume continues an interrupted run)")
+    p.add_argument("--objects", type=int, default=3, help="objects per training scene (dataset "
+                   "shapes_multiobj_<objects>_3; default 3)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="dataset HDF5 (default data/shapes_multiobj_<objects>_3.h5; made if missing)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/gust/train_<objects>)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per iteration (default 1024)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.01, tuned for batch 1024 "
+                   "with the summed loss)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 400)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="stop after this many iterations in total (validates there); e.g. the short-training "
+                   "smoke: --batch-size 64 --iterations 300")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (default 40)")
+    p.add_argument("--n-train", type=int, default=None, help="training images train_multi[0:n] (default 18000)")
+    p.add_argument("--n-val", type=int, default=None, help="validation images, the next n (default 2000)")
+    p.add_argument("--dense", action="store_true", help="plain dense matrix products instead of the exact "
+                   "sparse fast path (same values; for comparison, or if the sparse path is slower on a GPU)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (init, shuffling, corruption, noise)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt exactly where it stopped")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on <= 2 cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# --- eval and table (GUST spec §5, §10.5-10.6) ------------------------------------------------------------
+
+
+def _eval_net(spec: str):
+    """``--net``: a checkpoint / run folder, or ``untrained`` (a fresh GustNet, seed 0: the chance level)."""
+    if spec == "untrained":
+        from workbench.models.gust import GustNet
+
+        return GustNet(seed=0)
+    return Path(spec)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from workbench.cli import _parse_seeds
+    from workbench.experiments.gust import evaluate
+    from workbench.fileio import write_json
+    from workbench.runtime import configure_threads
+
+    configure_threads(args.threads)
+    result = evaluate(_eval_net(args.net), args.data, split=args.split, images=args.images, start=args.start,
+                      seeds=_parse_seeds(args.seeds), cycles=args.cycles, batch_size=args.batch_size,
+                      device=args.device, progress=not args.no_progress)
+    write_json(args.out, result)
+    fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
+    sec = result["seconds"]
+    print(f"GUST {args.net} on {args.split}[{args.start}:{args.start + args.images}] x {len(result['seeds'])} seed(s): "
+          f"cycle {result['cycles'][-1]} AMI {fmt(result['ami_mean'])}, SynScore {fmt(result['synscore_mean'])} "
+          f"(last 5 cycles: {fmt(result['ami_mean_last5'])}, {fmt(result['synscore_mean_last5'])}; "
+          f"{result['n_nan']} undefined SynScores); {sec['total']:.1f} s, scoring "
+          f"{sec['scores_ms_per_image_cycle']:.2f} ms per (image, cycle); wrote {args.out}")
+    return 0
+
+
+def _add_eval(gust_sub: argparse._SubParsersAction) -> None:
+    from workbench.cli import _add
+
+    p = _add(gust_sub, "eval", _cmd_eval,
+             "dataset protocol (spec §5.4): per-cycle AMI and SynScore (k-medoids under VP q=3) of the first N "
+             "images of a split, mean and 95 percent CI; writes RESULT.json")
+    p.add_argument("--data", type=Path, required=True, help="dataset HDF5, e.g. data/shapes_multiobj_3_3.h5")
+    p.add_argument("--split", default="test", help="split (default test; the README protocol uses train_multi "
+                   "--start 10 --images 1 --seeds 0,1,2,3,4)")
+    p.add_argument("--images", type=int, default=100, help="number of images from --start (default 100)")
+    p.add_argument("--start", type=int, default=0, help="first image (default 0)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--cycles", type=int, default=30, help="cycles IT (default 30)")
+    p.add_argument("--net", default="runs/gust/train_3", help="checkpoint, run folder (its best.pt) or "
+                   "'untrained' (default runs/gust/train_3)")
+    p.add_argument("--out", type=Path, required=True, help="result JSON")
+    p.add_argument("--batch-size", type=int, default=50, help="images per forward (default 50); results do not "
+                   "depend on it")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on <= 2 cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from workbench.cli import _parse_seeds
+    from workbench.experiments.gust import generalisation_table
+    from workbench.fileio import write_json
+    from workbench.runtime import configure_threads
+
+    configure_threads(args.threads)
+    nets = {n: Path(args.runs) / f"train_{n}" for n in (2, 3, 4)}
+    result = generalisation_table(nets, args.data_dir, images=args.images, seeds=_parse_seeds(args.seeds),
+                                  cycles=args.cycles, batch_size=args.batch_size, device=args.device,
+                                  progress=not args.no_progress)
+    write_json(args.out, result)
+    for name, values in (("AMI", result["ami"]), ("SynScore", result["synscore"])):
+        print(f"{name} at the last cycle (rows: train 2/3/4 objects, columns: test {result['test']}):")
+        for n, row in zip(result["train"], values):
+            print(f"  train {n}: " + "  ".join("  -  " if v is None else f"{v:.3f}" for v in row))
+    for what, cmd in result["missing"].items():
+        print(f"missing {what}: {cmd}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _add_table(gust_sub: argparse._SubParsersAction) -> None:
+    from workbench.cli import _add
+
+    p = _add(gust_sub, "table", _cmd_table,
+             "combinatorial generalisation (spec §10.6): nets RUNS/train_{2,3,4} on the test sets of "
+             "DATA_DIR/shapes_multiobj_3_{2,3,4}.h5; missing cells are reported with the command that makes them")
+    p.add_argument("--runs", type=Path, default=Path("runs/gust"), help="folder with train_2, train_3, train_4")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder with the test files")
+    p.add_argument("--images", type=int, default=100, help="test images per cell (default 100)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--cycles", type=int, default=30, help="cycles IT (default 30)")
+    p.add_argument("--out", type=Path, required=True, help="result JSON")
+    p.add_argument("--batch-size", type=int, default=50, help="images per forward (default 50)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on <= 2 cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    _group(sub, "gust", "gust (commands being added)")
+    gust_sub = _group(sub, "gust", "GUST: train the network and evaluate its grouping")
+    _add_train(gust_sub)
+    _add_eval(gust_sub)
+    _add_table(gust_sub)

@@ -1,0 +1,118 @@
+"""GUST evaluation protocols (spec §5.4, §10.6, §10.9): evaluate, reference protocol, table, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import t as student_t
+
+from workbench.cli import main
+from workbench.data.datasets import make_dataset
+from workbench.experiments.gust import (
+    AUTHORS_CURVE,
+    curve_stats,
+    evaluate,
+    figure_record,
+    generalisation_table,
+    reference_protocol,
+)
+from workbench.models.gust import GustNet
+
+TINY = {"train_multi": 12, "test": 6, "train_single": 0, "train_single_0": 0, "train_single_1": 0,
+        "train_single_2": 0}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gust")
+    for n in (2, 3):
+        make_dataset(f"shapes_multiobj_3_{n}", d / f"shapes_multiobj_3_{n}.h5", progress=False, sizes=TINY)
+    return d
+
+
+@pytest.fixture(scope="module")
+def net():
+    return GustNet(seed=0)
+
+
+def test_evaluate_returns_curves_and_last_cycle_means(data, net):
+    r = evaluate(net, data / "shapes_multiobj_3_3.h5", images=5, seeds=(0, 1), cycles=4, batch_size=2,
+                 progress=False)
+    assert r["cycles"] == [1, 2, 3] and r["steps"] == [20, 30, 40]
+    ami = np.array(r["ami"]["per_image"], dtype=float)
+    assert ami.shape == (10, 3)  # 5 images x 2 seeds (seed-major), cycles 1..3
+    assert r["ami_mean"] == pytest.approx(np.nanmean(ami[:, -1]))
+    assert abs(r["ami_mean"]) < 0.2  # an untrained net is at chance
+    for key in ("ami", "synscore"):
+        c = r[key]
+        assert all(lo <= m <= hi for lo, m, hi in zip(c["ci_low"], c["mean"], c["ci_high"]))
+    assert r["seconds"]["scores_ms_per_image_cycle"] > 0 and r["n_nan"] >= 0
+    json.dumps(r)  # JSON-ready
+
+
+def test_evaluate_does_not_depend_on_batch_size(data, net):
+    kw = dict(images=4, seeds=(3, 4), cycles=3, progress=False)
+    a = evaluate(net, data / "shapes_multiobj_3_3.h5", batch_size=4, **kw)
+    b = evaluate(net, data / "shapes_multiobj_3_3.h5", batch_size=3, **kw)
+    assert a["ami"]["per_image"] == b["ami"]["per_image"]
+    assert a["synscore"]["per_image"] == b["synscore"]["per_image"]
+    c = evaluate(net, data / "shapes_multiobj_3_3.h5", batch_size=4, **{**kw, "seeds": (5, 6)})
+    assert c["ami"]["per_image"] != a["ami"]["per_image"]
+
+
+def test_evaluate_rejects_bad_inputs(data, net):
+    with pytest.raises(ValueError, match="no split 'nope'"):
+        evaluate(net, data / "shapes_multiobj_3_3.h5", split="nope", images=1, progress=False)
+    with pytest.raises(ValueError, match="has 6 images"):
+        evaluate(net, data / "shapes_multiobj_3_3.h5", images=7, progress=False)
+    with pytest.raises(FileNotFoundError, match="hnnwb data make"):
+        evaluate(net, data / "missing.h5", images=1, progress=False)
+
+
+def test_reference_protocol_runs_one_image_under_several_seeds(data, net):
+    r = reference_protocol(net, data / "shapes_multiobj_3_3.h5", image_index=10, runs=3, cycles=3)
+    assert r["protocol"] == "reference" and r["image_index"] == 10 and r["seeds"] == [0, 1, 2]
+    assert np.array(r["ami"]["per_image"]).shape == (3, 2)
+
+
+def test_curve_stats_is_the_student_t_interval_without_nans():
+    v = np.array([[0.1, np.nan], [0.3, 0.5], [0.8, 0.7]])
+    s = curve_stats(v)
+    col = np.array([0.1, 0.3, 0.8])
+    half = student_t.ppf(0.975, 2) * col.std(ddof=1) / np.sqrt(3)
+    assert s["mean"][0] == pytest.approx(col.mean()) and s["ci_high"][0] == pytest.approx(col.mean() + half)
+    assert s["n"] == [3, 2] and s["mean"][1] == pytest.approx(0.6)
+
+
+def test_generalisation_table_fills_only_cells_that_were_run(data, net):
+    files = {2: data / "shapes_multiobj_3_2.h5", 3: data / "shapes_multiobj_3_3.h5", 4: data / "absent.h5"}
+    t = generalisation_table({3: net}, data, images=2, seeds=(0,), cycles=3, progress=False, test_files=files)
+    assert t["train"] == [2, 3, 4] and t["test"] == [2, 3, 4]
+    assert t["ami"][0] == [None, None, None] and t["ami"][2] == [None, None, None]
+    assert t["ami"][1][0] is not None and t["ami"][1][1] is not None and t["ami"][1][2] is None
+    assert "train2" in t["missing"] and "train4" in t["missing"] and "test4" in t["missing"]
+    assert "--objects 2" in t["missing"]["train2"]
+
+
+def test_figure_record_keeps_kmedoids_labels(data, net):
+    f = figure_record(net, data / "shapes_multiobj_3_3.h5", 10, seeds=[0, 1], cycles=3)
+    rec = f["record"]
+    assert tuple(rec.spikes.shape) == (30, 2, 784) and rec.labels is not None
+    assert tuple(f["scores"].pred.shape) == (2, 2, 784)
+
+
+def test_authors_curve_has_29_cycles():
+    assert len(AUTHORS_CURVE["ami"]) == len(AUTHORS_CURVE["synscore"]) == 29
+    assert AUTHORS_CURVE["ami"][-1] == 0.795 and AUTHORS_CURVE["synscore"][-1] == 0.806
+
+
+def test_cli_eval_writes_result_json(data, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["gust", "eval", "--data", str(data / "shapes_multiobj_3_3.h5"), "--images", "2", "--cycles", "3",
+               "--net", "untrained", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["cycles"] == [1, 2] and "ami_mean" in r and "synscore_mean" in r
+    assert "AMI" in capsys.readouterr().out

@@ -1,0 +1,276 @@
+"""GUST evaluation: the data behind the AMI / SynScore curves, the generalisation table and the figures.
+
+Spec gust.md §5-§6 and §9.
+
+* ``evaluate``: the dataset protocol (primary, §5.4): the first ``images`` images of a split, IT = 30 cycles,
+  clean input, one batched forward per image and seed, then k-medoids + AMI + SynScore for cycles 1..IT-1
+  of every (image, seed) row at once. Curves are the mean and 95 % CI over rows.
+* ``reference_protocol``: the authors' README curve protocol: image 10 of ``train_multi``, ``runs`` seeds.
+* ``generalisation_table``: train {2, 3, 4} x test {2, 3, 4} objects, AMI and SynScore at the last cycle.
+* ``figure_record``: one image's full record (for colourings, spike maps and rasters, §5.5).
+* training curves: ``workbench.experiments.gust_train.training_curve``.
+
+The 95 % CI is the Student-t interval mean +- t(0.975, n-1) s / sqrt(n) over the non-NaN rows of a cycle.
+Results are plain dicts of lists (JSON-ready); nothing here plots.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from workbench.binding.kmedoids import cycle_scores
+from workbench.data.datasets import dataset_path
+from workbench.data.store import list_splits, read_split
+
+__all__ = [
+    "AUTHORS_CURVE",
+    "COLOURING_CYCLES",
+    "SPIKE_MAP_CYCLES",
+    "evaluate",
+    "reference_protocol",
+    "generalisation_table",
+    "generalisation_files",
+    "figure_record",
+    "curve_stats",
+    "load_net",
+]
+
+# §6.1: mean over the authors' 5 runs on image 10, cycles 1..29 (their figure notebook's hard-coded values)
+AUTHORS_CURVE: dict[str, list[float]] = {
+    "cycles": list(range(1, 30)),
+    "ami": [-0.003, 0.131, 0.361, 0.522, 0.557, 0.539, 0.634, 0.682, 0.652, 0.654, 0.658, 0.691, 0.715, 0.722,
+            0.714, 0.709, 0.772, 0.694, 0.810, 0.776, 0.795, 0.793, 0.784, 0.817, 0.784, 0.807, 0.748, 0.809, 0.795],
+    "synscore": [0.000, 0.447, 0.402, 0.443, 0.470, 0.581, 0.624, 0.693, 0.684, 0.658, 0.621, 0.624, 0.745, 0.760,
+                 0.698, 0.674, 0.780, 0.710, 0.807, 0.801, 0.804, 0.831, 0.823, 0.854, 0.822, 0.831, 0.724, 0.800,
+                 0.806],
+}
+COLOURING_CYCLES = (0, 5, 10, 15, 20, 25, 29)  # §5.5
+SPIKE_MAP_CYCLES = (0, 1, 2, 27, 28, 29)  # §5.5: rows of the spike-map grid
+REFERENCE_IMAGE = 10  # train_multi[10], used by every figure script of the reference
+TABLE_COUNTS = (2, 3, 4)  # §3: train {2, 3, 4} x test {2, 3, 4}
+
+
+def load_net(net_or_checkpoint: Any, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+    """A GustNet from a net, a ``.pt`` checkpoint or a run folder (its best.pt), plus a description."""
+    from workbench.models.gust import GustNet, load_gust
+
+    if isinstance(net_or_checkpoint, GustNet):
+        return net_or_checkpoint.to(device).eval(), {"net": "in-memory GustNet"}
+    path = Path(net_or_checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"no GUST checkpoint at {path}; train one with `hnnwb gust train --out DIR`")
+    info: dict[str, Any] = {"net": str(path)}
+    ckpt = path / "best.pt" if path.is_dir() else path
+    try:
+        from workbench.checkpoints import load_checkpoint
+
+        extra = load_checkpoint(ckpt).extra or {}
+        info.update({k: v for k, v in extra.items() if isinstance(v, (int, float, str, bool))})
+    except Exception:  # the description is optional; load_gust below reports real problems
+        pass
+    return load_gust(path, device=device), info
+
+
+def curve_stats(values: np.ndarray) -> dict[str, list[float]]:
+    """Mean, 95 % Student-t CI and non-NaN count per column of ``values [rows, cycles]`` (NaN rows skipped)."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray(values, dtype=np.float64)
+    n = np.sum(~np.isnan(v), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.nansum(v, axis=0) / np.maximum(n, 1), np.nan)
+        sd = np.sqrt(np.nansum((v - mean) ** 2, axis=0) / np.maximum(n - 1, 1))
+        half = np.where(n > 1, student_t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+    return {"mean": _list(mean), "ci_low": _list(mean - half), "ci_high": _list(mean + half), "n": n.tolist()}
+
+
+def _list(x: np.ndarray) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(x, dtype=np.float64).reshape(-1)] \
+        if np.asarray(x).ndim <= 1 else [_list(r) for r in x]
+
+
+def _summary(ami: np.ndarray, syn: np.ndarray, cycles: list[int], T: int) -> dict[str, Any]:
+    last_ami, last_syn = ami[:, -1], syn[:, -1]
+    tail = [i for i, c in enumerate(cycles) if c >= cycles[-1] - 4]  # the last 5 cycles (25-29 for IT = 30)
+    return {
+        "cycles": cycles,
+        "steps": [T * (c + 1) for c in cycles],  # cycle c is plotted at step 10 (c + 1), as the reference
+        "ami": {**curve_stats(ami), "per_image": _list(ami)},
+        "synscore": {**curve_stats(syn), "per_image": _list(syn)},
+        "ami_mean": float(np.nanmean(last_ami)) if np.any(~np.isnan(last_ami)) else None,
+        "synscore_mean": float(np.nanmean(last_syn)) if np.any(~np.isnan(last_syn)) else None,
+        "ami_mean_last5": float(np.nanmean(ami[:, tail])),
+        "synscore_mean_last5": float(np.nanmean(syn[:, tail])) if np.any(~np.isnan(syn[:, tail])) else None,
+        "n_nan": int(np.isnan(syn).sum()),
+        "n_nan_last": int(np.isnan(last_syn).sum()),
+    }
+
+
+def _run_and_score(net: Any, images: np.ndarray, labels: np.ndarray, ids: np.ndarray, seeds: Sequence[int],
+                   cycles: int, device: str | torch.device, keep_record: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, float, float, Any]:
+    from workbench.models.gust import run_gust
+
+    t0 = time.perf_counter()
+    run = run_gust(net, images, cycles=cycles, seed=list(seeds), image_ids=torch.as_tensor(ids), labels=labels,
+                   device=device)
+    t1 = time.perf_counter()
+    rec = run.record
+    res = cycle_scores(rec.spikes, rec.labels, T=rec.cycle, seeds=run.seeds, image_ids=run.image_ids)
+    t2 = time.perf_counter()
+    return res.ami, res.synscore, t1 - t0, t2 - t1, rec if keep_record else None
+
+
+def _seeds(seeds: int | Sequence[int]) -> list[int]:
+    s = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(x) for x in seeds]
+    if not s:
+        raise ValueError("seeds must name at least one seed")
+    return s
+
+
+def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str = "test", images: int = 100,
+             seeds: int | Sequence[int] = (0,), cycles: int = 30, batch_size: int = 50,
+             device: str | torch.device = "cpu", progress: bool = True, start: int = 0) -> dict[str, Any]:
+    """Dataset protocol (§5.4): images ``start..start+images`` of ``split``, every seed, IT = ``cycles``.
+
+    Returns a JSON-ready dict: ``cycles`` (1..IT-1), ``steps``, ``ami`` / ``synscore`` with ``mean``,
+    ``ci_low``, ``ci_high``, ``n`` per cycle and ``per_image`` [rows][cycles] (rows seed-major: seed s of
+    image i is row s * images + i), ``ami_mean`` / ``synscore_mean`` at the last cycle, their means over the
+    last 5 cycles, ``n_nan`` (undefined SynScores: one predicted cluster among object pixels), timings
+    (``seconds``) and what was evaluated.
+    """
+    if int(images) < 1 or int(batch_size) < 1 or int(cycles) < 2:
+        raise ValueError(f"images and batch_size must be >= 1 and cycles >= 2; got {images}, {batch_size}, {cycles}")
+    seeds = _seeds(seeds)
+    path = Path(data_file)
+    if not path.exists():
+        raise FileNotFoundError(f"no dataset at {path}; make it with `hnnwb data make shapes_multiobj_3_3`")
+    splits = list_splits(path)
+    if split not in splits:
+        raise ValueError(f"{path} has no split {split!r}; it has {sorted(splits)}")
+    stop = start + int(images)
+    if stop > splits[split][0]:
+        raise ValueError(f"split {split!r} of {path} has {splits[split][0]} images; asked for {start}..{stop}")
+    net, info = load_net(net_or_checkpoint, device)
+    t_start = time.perf_counter()
+    parts_ami, parts_syn, t_fwd, t_score = [], [], 0.0, 0.0
+    bar = tqdm(total=int(images), desc="gust eval", unit="img", disable=not progress or None)
+    for lo in range(start, stop, int(batch_size)):
+        hi = min(stop, lo + int(batch_size))
+        imgs, labs = read_split(path, split, start=lo, stop=hi)
+        a, s, f, sc, _ = _run_and_score(net, imgs, labs, np.arange(lo, hi), seeds, int(cycles), device)
+        parts_ami.append(a.reshape(len(seeds), hi - lo, -1))
+        parts_syn.append(s.reshape(len(seeds), hi - lo, -1))
+        t_fwd, t_score = t_fwd + f, t_score + sc
+        bar.update(hi - lo)
+    bar.close()
+    ami = np.concatenate(parts_ami, axis=1).reshape(len(seeds) * int(images), -1)  # seed-major rows
+    syn = np.concatenate(parts_syn, axis=1).reshape(len(seeds) * int(images), -1)
+    out = _summary(ami, syn, list(range(1, int(cycles))), net.params.slots)
+    problems = ami.size
+    out.update({
+        "protocol": "dataset", "data_file": str(path), "split": split, "start": int(start), "images": int(images),
+        "seeds": seeds, "n_cycles": int(cycles), **info,
+        "seconds": {"forward": t_fwd, "scores": t_score, "total": time.perf_counter() - t_start,
+                    "scores_ms_per_image_cycle": 1e3 * t_score / max(problems, 1)},
+    })
+    return out
+
+
+def reference_protocol(net: Any, data_file: str | os.PathLike, image_index: int = REFERENCE_IMAGE, runs: int = 5, *,
+                       split: str = "train_multi", cycles: int = 30, seed0: int = 0,
+                       device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The README-curve protocol (§5.4): one image (``train_multi[10]``), ``runs`` seeds (``seed0 ..``),
+    cycles 1..IT-1; mean +- 95 % CI over the runs. Same dict layout as ``evaluate`` (rows = runs)."""
+    if int(runs) < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    return evaluate(net, data_file, split=split, images=1, start=int(image_index),
+                    seeds=list(range(seed0, seed0 + int(runs))), cycles=cycles, device=device, progress=False) | {
+        "protocol": "reference", "image_index": int(image_index)}
+
+
+def generalisation_files(data_dir: str | os.PathLike) -> dict[int, Path]:
+    """Test files of the 3x3 table (§3): the ``test`` split of shapes_multiobj_3_<n> for n in 2, 3, 4."""
+    return {n: dataset_path(f"shapes_multiobj_3_{n}", data_dir) for n in TABLE_COUNTS}
+
+
+def train_command(n_train: int, data_dir: str | os.PathLike = "data") -> str:
+    """The command that makes the data and the net of one table row (shown for missing cells)."""
+    return f"hnnwb gust train --objects {n_train} --out runs/gust/train_{n_train}"
+
+
+def generalisation_table(nets: Mapping[int, Any], data_dir: str | os.PathLike = "data", images: int = 100,
+                         seeds: int | Sequence[int] = (0,), *, cycles: int = 30, batch_size: int = 50,
+                         device: str | torch.device = "cpu", progress: bool = True,
+                         test_files: Mapping[int, Any] | None = None) -> dict[str, Any]:
+    """Combinatorial generalisation (§3, §10.6): AMI and SynScore at the last cycle for every net
+    (``{n_train: net or checkpoint}``) on every test set (``{n_test: file}``, default
+    ``generalisation_files(data_dir)``). Cells without a net or test file stay ``None`` and ``missing``
+    says which command produces them; nothing is filled in otherwise."""
+    files = dict(test_files) if test_files is not None else generalisation_files(data_dir)
+    rows, cols = list(TABLE_COUNTS), sorted(set(TABLE_COUNTS) | set(files))
+    out: dict[str, Any] = {"train": rows, "test": cols, "ami": [[None] * len(cols) for _ in rows],
+                           "synscore": [[None] * len(cols) for _ in rows], "ami_ci": [[None] * len(cols) for _ in rows],
+                           "synscore_ci": [[None] * len(cols) for _ in rows], "missing": {}, "cells": {},
+                           "images": int(images), "seeds": _seeds(seeds)}
+    for n_te in cols:
+        if files.get(n_te) is None or not Path(files[n_te]).exists():
+            out["missing"][f"test{n_te}"] = f"hnnwb data make shapes_multiobj_3_{n_te} --out {files.get(n_te)}"
+    for i, n_tr in enumerate(rows):
+        net = nets.get(n_tr)
+        if net is None or (isinstance(net, (str, os.PathLike)) and not Path(net).exists()):
+            out["missing"][f"train{n_tr}"] = train_command(n_tr, data_dir)
+            continue
+        for j, n_te in enumerate(cols):
+            f = files.get(n_te)
+            if f is None or not Path(f).exists():
+                continue
+            res = evaluate(net, f, split="test", images=images, seeds=seeds, cycles=cycles, batch_size=batch_size,
+                           device=device, progress=progress)
+            out["ami"][i][j], out["synscore"][i][j] = res["ami_mean"], res["synscore_mean"]
+            k = len(res["cycles"]) - 1
+            out["ami_ci"][i][j] = [res["ami"]["ci_low"][k], res["ami"]["ci_high"][k]]
+            out["synscore_ci"][i][j] = [res["synscore"]["ci_low"][k], res["synscore"]["ci_high"][k]]
+            out["cells"][f"{n_tr}x{n_te}"] = {"net": str(net) if not hasattr(net, "params") else "in-memory",
+                                               "data_file": str(f), "n_nan_last": res["n_nan_last"],
+                                               "seconds": res["seconds"]["total"]}
+    return out
+
+
+def figure_record(net: Any, data_file: str | os.PathLike, image_index: int = REFERENCE_IMAGE, *,
+                  split: str = "train_multi", seeds: int | Sequence[int] = 0, cycles: int = 30,
+                  device: str | torch.device = "cpu", scores: bool = True) -> dict[str, Any]:
+    """One image's record for the §5.5 figures (colourings, spike maps, labelled rasters), one row per seed.
+
+    Returns ``{"record": SpikeRecord [cycles*T, seeds, N] with labels and images, "scores": CycleScoreResult
+    (k-medoids labels in ``pred`` [seeds, cycles-1, N]) or None, "image_index", "seeds"}``.
+    """
+    from workbench.models.gust import run_gust
+
+    net, _ = load_net(net, device)
+    imgs, labs = read_split(data_file, split, start=int(image_index), stop=int(image_index) + 1)
+    seeds = _seeds(seeds)
+    run = run_gust(net, imgs, cycles=int(cycles), seed=seeds, image_ids=torch.tensor([int(image_index)]),
+                   labels=labs, device=device)
+    rec = run.record
+    res = cycle_scores(rec.spikes, rec.labels, T=rec.cycle, seeds=run.seeds, image_ids=run.image_ids,
+                       keep_pred=True) if scores else None
+    return {"record": rec, "scores": res, "image_index": int(image_index), "seeds": seeds}
+
+
+def ci_halfwidth(values: Sequence[float]) -> float:
+    """Half-width of the 95 % Student-t CI of ``values`` (NaN for fewer than 2)."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size < 2:
+        return float("nan")
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
