@@ -252,3 +252,27 @@ def test_idx_and_pkl_wheel_sources_agree(tmp_path):
         pytest.skip(f"no IDX mirror answered: {exc}")
     pkl = load_mnist("pkl-wheel", tmp_path)
     assert idx.array_checksums() == pkl.array_checksums()
+
+
+def test_synthetic_digits_are_deterministic_learnable_and_mnist_shaped():
+    from workbench.data.mnist import synthetic_digits
+
+    a, b = synthetic_digits(50, 20, seed=3), synthetic_digits(50, 20, seed=3)
+    assert a.source == "synthetic" and a.train_images.shape == (500, 784) and a.test_images.shape == (200, 784)
+    assert np.array_equal(a.train_images, b.train_images) and np.array_equal(a.test_labels, b.test_labels)
+    assert not np.array_equal(a.train_images, synthetic_digits(50, 20, seed=4).train_images)
+    assert np.bincount(a.train_labels, minlength=10).tolist() == [50] * 10
+    # ten learnable classes: a 1-nearest-neighbour classifier is far above chance (10 %)
+    x, y = a.train_images.astype(np.float32), a.train_labels
+    t = a.test_images.astype(np.float32)
+    d = (t * t).sum(1)[:, None] - 2 * t @ x.T + (x * x).sum(1)[None, :]
+    assert (y[d.argmin(1)] == a.test_labels).mean() > 0.4
+
+
+def test_offline_mnist_never_downloads(tmp_path, monkeypatch):
+    import workbench.data.mnist as mnist_module
+    from workbench.experiments.snn_iir import offline_mnist
+
+    monkeypatch.setattr(mnist_module, "download_idx", lambda *a, **k: pytest.fail("tried the network"))
+    monkeypatch.setattr(mnist_module, "download_wheel", lambda *a, **k: pytest.fail("tried the network"))
+    assert offline_mnist(tmp_path / "empty").source == "synthetic"
