@@ -56,6 +56,7 @@ class Stream(enum.IntEnum):
     KMEANS = 5
     DROPOUT = 6
     HIDDEN = 7  # spiking hidden layers of DAEs in the binding loop
+    ENCODE = 8  # Bernoulli ("Poisson") input encodings
 
 
 def _shr(z: torch.Tensor, k: int) -> torch.Tensor:

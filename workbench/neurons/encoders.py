@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from workbench.checks import require_positive
-from workbench.rng import uniform
+from workbench.rng import Stream, uniform
 
-ENCODE_STREAM = 101  # rng stream of the Bernoulli input encoding (apart from workbench.rng.Stream values)
+ENCODE_STREAM = Stream.ENCODE  # rng stream of the Bernoulli input encoding
 
 
 def _check_images(images: torch.Tensor) -> None:
