@@ -117,6 +117,9 @@ def bench_training(args: argparse.Namespace) -> dict[str, Any]:
 # --eval-vp-check compares the lookup tables with the textbook DP on all 1024^2 pattern pairs.
 
 
+from workbench.binding.kmedoids import reference_kpp_init  # noqa: E402
+
+
 def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("evaluation")
     g.add_argument("--skip-evaluation", action="store_true", help="only the training part")
@@ -130,28 +133,6 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-agree", type=int, default=50, help="recorded cycles for the label agreement check (50)")
     g.add_argument("--eval-vp-check", action="store_true",
                    help="check the VP tables against the DP on all 1024^2 pairs for q = 3, 1/3, 0 (~1-2 min)")
-
-
-def _ref_kpp(D: Any, K: int, u: Any) -> list[int]:
-    """scikit-learn-extra ``_kpp_init`` with our uniforms (draw layout of ``kmedoids_draws``)."""
-    import numpy as np
-
-    N = D.shape[0]
-    centers = [min(int(np.floor(float(u[0]) * N)), N - 1)]
-    closest = D[centers[0]] ** 2
-    pot = closest.sum()
-    trials = 2 + int(np.log(K))
-    for c in range(1, K):
-        vals = np.asarray(u[1 + (c - 1) * 16: 1 + (c - 1) * 16 + trials], dtype=np.float64) * pot
-        cands = np.searchsorted(np.cumsum(closest), vals)
-        best = best_pot = best_d = None
-        for cand in cands:
-            new = np.minimum(closest, D[cand] ** 2)
-            if best is None or new.sum() < best_pot:
-                best, best_pot, best_d = int(cand), new.sum(), new
-        centers.append(best)
-        pot, closest = best_pot, best_d
-    return centers
 
 
 def _ref_alternate(D: Any, medoids: list[int], max_iter: int = 300) -> Any:
@@ -196,7 +177,7 @@ def _reference_problem(pattern: Any, labels: Any, u: Any) -> tuple[Any, float, f
 
     K = int(labels.max()) + 1
     D = _dp_matrix(pattern, 3.0)
-    pred = _ref_alternate(D, _ref_kpp(D, K, u))
+    pred = _ref_alternate(D, reference_kpp_init(D, K, u))
     keep = labels != 0
     ami = adjusted_mutual_info_score(labels[keep], pred[keep])
     Ds = _dp_matrix(pattern[keep], 1 / 3)
@@ -296,7 +277,7 @@ def bench_evaluation(args: argparse.Namespace) -> dict[str, Any] | None:
         D = (x[:, None, :] != x[None, :, :]).sum(-1).astype(np.float64)
         K = int(rec.labels[b].max()) + 1
         u = kmedoids_draws(torch.tensor([0]), ids[b:b + 1], torch.tensor([c]), K)[0].numpy()
-        want = _ref_alternate(D, _ref_kpp(D, K, u))
+        want = _ref_alternate(D, reference_kpp_init(D, K, u))
         got = kmedoids_cycles(encode_cycles(blocks[c, :, b].T)[None], K, T=T, seeds=0, image_ids=int(b),
                               cycles=c).labels[0].numpy()
         n_agree += bool(np.array_equal(want, got))

@@ -12,6 +12,7 @@ from workbench.binding.kmedoids import (
     kmedoids_cycles,
     kmedoids_draws,
     pattern_distances,
+    reference_kpp_init,
 )
 from workbench.metrics import encode_cycles, victor_purpura, vp_cycle_table
 
@@ -40,25 +41,6 @@ def synthetic_cycles(P: int, N: int = 196, n_obj: int = 3, noise: float = 0.3, s
 
 
 # --- plain-Python reference of the algorithm (scikit-learn-extra's KMedoids, alternate, k-medoids++) ----
-
-
-def ref_init(D: np.ndarray, K: int, u: np.ndarray) -> list[int]:
-    N = D.shape[0]
-    centers = [min(int(np.floor(float(u[0]) * N)), N - 1)]
-    closest = D[centers[0]] ** 2
-    pot = closest.sum()
-    trials = 2 + int(np.log(K))
-    for c in range(1, K):
-        vals = u[1 + (c - 1) * 16: 1 + (c - 1) * 16 + trials].astype(np.float64) * pot
-        cands = np.searchsorted(np.cumsum(closest), vals)
-        best = best_pot = best_d = None
-        for cand in cands:
-            new = np.minimum(closest, D[cand] ** 2)
-            if best is None or new.sum() < best_pot:
-                best, best_pot, best_d = int(cand), new.sum(), new
-        centers.append(best)
-        pot, closest = best_pot, best_d
-    return centers
 
 
 def ref_alternate(D: np.ndarray, medoids: list[int], max_iter: int = 300) -> tuple[np.ndarray, list[int], int]:
@@ -134,7 +116,7 @@ def test_kmedoids_pp_init_equals_reference_with_the_same_draws():
     res = kmedoids_cycles(pats, K, draws=draws)
     for p in range(30):
         D = hamming(pats[p])
-        init = ref_init(D, int(K[p]), draws[p].numpy())
+        init = reference_kpp_init(D, int(K[p]), draws[p].numpy())
         want, meds, _ = ref_alternate(D, init)
         assert np.array_equal(res.labels[p].numpy(), want), p
         assert res.medoids[p, : int(K[p])].tolist() == meds

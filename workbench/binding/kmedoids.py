@@ -53,6 +53,7 @@ __all__ = [
     "pattern_distances",
     "cycle_scores",
     "CycleScoreResult",
+    "reference_kpp_init",
 ]
 
 KMEDOIDS_STEP = 1 << 40  # step offset in Stream.KMEANS: keeps k-medoids draws apart from DASBE's k-means
@@ -363,3 +364,27 @@ def _synscore(codes: torch.Tensor, pred: torch.Tensor, scored: torch.Tensor, q: 
         score = torch.where(silent & (n_patterns > 0), torch.zeros_like(score), score)
         out[lo:hi] = score.cpu().numpy()
     return out
+
+
+def reference_kpp_init(D: np.ndarray, K: int, u: np.ndarray) -> list[int]:
+    """k-medoids++ on one problem, written plainly after scikit-learn-extra's ``_kpp_init`` (NumPy).
+
+    ``D [N, N]`` distances, ``u`` the uniforms of one problem in ``kmedoids_draws``' layout (u[0] picks the
+    first medoid, then 16 slots per further medoid). The oracle for tests and the per-image bench baseline.
+    """
+    N = D.shape[0]
+    centers = [min(int(np.floor(float(u[0]) * N)), N - 1)]
+    closest = D[centers[0]] ** 2
+    pot = closest.sum()
+    trials = 2 + int(np.log(K))
+    for c in range(1, K):
+        vals = np.asarray(u[1 + (c - 1) * 16: 1 + (c - 1) * 16 + trials], dtype=np.float64) * pot
+        cands = np.searchsorted(np.cumsum(closest), vals)
+        best = best_pot = best_d = None
+        for cand in cands:
+            new = np.minimum(closest, D[cand] ** 2)
+            if best is None or new.sum() < best_pot:
+                best, best_pot, best_d = int(cand), new.sum(), new
+        centers.append(best)
+        pot, closest = best_pot, best_d
+    return centers
