@@ -167,3 +167,20 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path):
     with pytest.raises(CheckpointError, match="not a tensor"):
         save_checkpoint(path, {"w": [1.0]}, {})
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["a.pt"]
+
+
+def test_load_for_resume_checks_the_run_config_and_training_state(tmp_path):
+    from workbench.checkpoints import load_for_resume, save_checkpoint
+
+    config = {"model": "MLPDAE", "training": {"lr": 0.01, "epochs": 10}}
+    path = save_checkpoint(tmp_path / "last.pt", MLPDAE((4, 3, 4), seed=0), config, train_state={"optimizer": {}})
+    assert load_for_resume(path, config).train_state == {"optimizer": {}}
+    longer = {"model": "MLPDAE", "training": {"lr": 0.01, "epochs": 50}}
+    assert load_for_resume(path, longer, may_change=["training.epochs"]).path == path
+    with pytest.raises(CheckpointError, match=r"training\.epochs"):
+        load_for_resume(path, longer)
+    with pytest.raises(CheckpointError, match=r"\['training\.lr'\]"):
+        load_for_resume(path, {"model": "MLPDAE", "training": {"lr": 0.1, "epochs": 10}}, may_change=["training.epochs"])
+    stateless = save_checkpoint(tmp_path / "best.pt", MLPDAE((4, 3, 4), seed=0), config)
+    with pytest.raises(CheckpointError, match="no training state"):
+        load_for_resume(stateless, config)

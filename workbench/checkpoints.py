@@ -23,7 +23,7 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ from torch import nn
 from workbench.fileio import atomic_path
 
 __all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint",
-           "load_checkpoint", "load_dae", "model_config"]
+           "load_checkpoint", "load_for_resume", "load_dae", "model_config"]
 
 FORMAT = "hnnwb.checkpoint"
 VERSION = 1
@@ -119,6 +119,35 @@ def load_checkpoint(path: str | os.PathLike, *, check_finite: bool = True) -> Ch
     return Checkpoint(state_dict=dict(state), config=_loads(path, "config", obj.get("config")),
                       extra=_loads(path, "extra", obj.get("extra", "{}")), train_state=obj.get("train_state"),
                       path=path)
+
+
+def load_for_resume(path: str | os.PathLike, config: Mapping[str, Any], *,
+                    may_change: Sequence[str] = ()) -> Checkpoint:
+    """The ``last.pt`` of a run to continue: it must hold training state and the same run ``config``.
+
+    ``may_change`` names ``"section.key"`` entries that a resumed run may set differently (e.g.
+    ``"training.epochs"``: train longer). A mismatch raises ``CheckpointError`` naming the differing keys.
+    """
+    last = load_checkpoint(path)
+    diff = _config_diff(dict(last.config), dict(config), set(may_change))
+    if diff:
+        raise CheckpointError(f"{path} belongs to a different run (differs in {diff}); drop --resume "
+                              "(resume=False) to start afresh, or use another output folder")
+    if last.train_state is None:
+        raise CheckpointError(f"{path} has no training state to resume from")
+    return last
+
+
+def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any], may_change: set[str], prefix: str = "") -> list[str]:
+    diff = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diff += _config_diff(a, b, may_change, f"{name}.")
+        elif a != b and name not in may_change:
+            diff.append(name)
+    return diff
 
 
 def load_dae(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:

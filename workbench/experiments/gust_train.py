@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from workbench.checkpoints import load_checkpoint, save_checkpoint
+from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from workbench.fileio import write_json
 from workbench.models.gust import (GustNet, GustParams, count_parameters, generator_draws, gust_config,
                                    gust_dynamics, gust_loss)
@@ -262,8 +262,9 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
         if changed:
             raise ValueError(f"cannot resume {last_path}: the run used different {changed} "
                              f"({ {k: old.to_dict()[k] for k in changed} }); pass the same settings or a new --out")
+        if ckpt.train_state is None:
+            raise CheckpointError(f"{last_path} has no training state to resume from")
         net.load_state_dict(ckpt.state_dict)
-        assert ckpt.train_state is not None, f"{last_path} has no training state"
         optimiser.load_state_dict(ckpt.train_state["optimizer"])
         iteration = int(ckpt.train_state["iteration"])
         history = json.loads(ckpt.train_state["history"])

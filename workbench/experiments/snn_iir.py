@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from workbench.checkpoints import CheckpointError, load_checkpoint, load_for_resume, save_checkpoint
 from workbench.checks import require_choice
 from workbench.fileio import write_json
 from workbench.models.snn_mlp import MODELS, SNNMLP, build_model, predict, spike_counts, tie_mask
@@ -219,12 +219,6 @@ def _progress(total: int, progress: bool, desc: str, unit: str = "it"):
     return tqdm(total=total, desc=desc, unit=unit, disable=not (progress and interactive), leave=False)
 
 
-def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
-    """What must match to resume: everything but the epoch count (a resumed run may train longer)."""
-    training = {k: v for k, v in config.get("training", {}).items() if k != "epochs"}
-    return {**config, "training": training}
-
-
 def _new_history() -> dict[str, Any]:
     return {"train_loss": [], "train_accuracy": [], "val_accuracy": [], "val_tie_rate": [], "lr": [],
             "max_pole_modulus": [], "epoch_seconds": [], "best_epoch": -1, "best_val_accuracy": -1.0,
@@ -285,13 +279,7 @@ def train_snn_mlp(name: str, splits: dict[str, Split], out_dir: str | os.PathLik
                   "train_size": len(splits["train"]), "val_size": len(splits["val"])}
     history = _new_history()
     if resume and last_path.exists():
-        last = load_checkpoint(last_path)
-        if _resume_key(last.config) != _resume_key(run_config):
-            diff = sorted(k for k in set(run_config) | set(last.config) if run_config.get(k) != last.config.get(k))
-            raise CheckpointError(f"{last_path} belongs to a different run (differs in {diff}); drop --resume to "
-                                  "start afresh, or use another --out")
-        if last.train_state is None:
-            raise CheckpointError(f"{last_path} has no training state to resume from")
+        last = load_for_resume(last_path, run_config, may_change=["training.epochs"])
         model.load_state_dict(last.state_dict)
         optimiser.load_state_dict(last.train_state["optimizer"])
         scheduler.load_state_dict(last.train_state["scheduler"])

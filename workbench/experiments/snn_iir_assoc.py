@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from workbench.checkpoints import CheckpointError, load_checkpoint, load_for_resume, save_checkpoint
 from workbench.checks import require_choice, require_positive
 from workbench.data.spike_patterns import (CorruptionParams, corrupt, delayed_target, make_patterns,
                                            silent_baselines)
@@ -190,11 +190,6 @@ def _set_fallback(optimiser: torch.optim.Optimizer, scheduler: Any, config: Asso
     return clip if clip is not None else config.clip_grad_norm
 
 
-def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
-    training = {k: v for k, v in config.get("training", {}).items() if k != "epochs"}
-    return {**config, "training": training}
-
-
 def _new_history(baseline: float) -> dict[str, Any]:
     return {"train_loss": [], "val_loss": [], "lr": [], "max_pole_modulus": [], "out_spikes": [],
             "epoch_seconds": [], "best_epoch": -1, "best_val_loss": math.inf, "silent_baseline": baseline,
@@ -281,14 +276,7 @@ def train_assoc(config: AssocConfig | str, out_dir: str | os.PathLike, *, resume
     run_config = {"model": "AssocSNN", "kwargs": model.config_kwargs(), "training": config.to_dict()}
     history = _new_history(baseline)
     if resume and last_path.exists():
-        last = load_checkpoint(last_path)
-        if _resume_key(last.config) != _resume_key(run_config):
-            diff = sorted(k for k in set(run_config["training"]) | set(last.config.get("training", {}))
-                          if run_config["training"].get(k) != last.config.get("training", {}).get(k))
-            raise CheckpointError(f"{last_path} belongs to a different run (differs in {diff or 'model'}); drop "
-                                  "--resume to start afresh, or use another --out")
-        if last.train_state is None:
-            raise CheckpointError(f"{last_path} has no training state to resume from")
+        last = load_for_resume(last_path, run_config, may_change=["training.epochs"])
         model.load_state_dict(last.state_dict)
         optimiser.load_state_dict(last.train_state["optimizer"])  # load_state_dict moves the moments to dev
         scheduler.load_state_dict(last.train_state["scheduler"])

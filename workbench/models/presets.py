@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from workbench.checkpoints import load_checkpoint, load_for_resume, save_checkpoint
 from workbench.data.store import DatasetNotFoundError, list_splits, read_split
 from workbench.fileio import write_json
 from workbench.models.dae import (DASBE_LR_STEPS, MLPDAE, EpochEnd, TrainHistory, _train_epoch, _validation_score,
@@ -253,13 +253,7 @@ def _extra(history: TrainHistory, epoch: int) -> dict[str, Any]:
 
 def _restore(last_path: Path, best_path: Path, config: dict, model: nn.Module, optimiser: torch.optim.Optimizer,
              gen: torch.Generator) -> tuple[TrainHistory, dict]:
-    last = load_checkpoint(last_path)
-    if last.config != config:
-        diff = sorted(k for k in set(config) | set(last.config) if config.get(k) != last.config.get(k))
-        raise CheckpointError(f"{last_path} belongs to a different run (differs in {diff}); pass resume=False to "
-                              "start afresh, or use another out_dir")
-    if last.train_state is None:
-        raise CheckpointError(f"{last_path} has no training state to resume from")
+    last = load_for_resume(last_path, config)
     model.load_state_dict(last.state_dict)
     optimiser.load_state_dict(last.train_state["optimizer"])
     gen.set_state(last.train_state["rng"])
