@@ -187,7 +187,9 @@ def smoke_config(**overrides: Any) -> TrainConfig:
 
 
 @dataclass
-class TrainResult:
+class RunResult:
+    """The files of a finished training run and its history (``best_epoch`` is in every history)."""
+
     best_path: Path
     last_path: Path
     history_path: Path
@@ -197,6 +199,9 @@ class TrainResult:
     def best_epoch(self) -> int:
         return int(self.history["best_epoch"])
 
+
+@dataclass
+class TrainResult(RunResult):
     @property
     def best_val_accuracy(self) -> float:
         return float(self.history["best_val_accuracy"])

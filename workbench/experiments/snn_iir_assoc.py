@@ -39,6 +39,7 @@ from workbench.checkpoints import CheckpointError, load_checkpoint, load_for_res
 from workbench.checks import require_choice, require_positive
 from workbench.data.spike_patterns import (CorruptionParams, corrupt, delayed_target, make_patterns,
                                            silent_baselines)
+from workbench.experiments.snn_iir import RunResult
 from workbench.fileio import write_json
 from workbench.models.assoc_memory import AssocSNN, assoc_loss
 
@@ -115,16 +116,7 @@ def smoke_config(**overrides: Any) -> AssocConfig:
 
 
 @dataclass
-class AssocResult:
-    best_path: Path
-    last_path: Path
-    history_path: Path
-    history: dict[str, Any]
-
-    @property
-    def best_epoch(self) -> int:
-        return int(self.history["best_epoch"])
-
+class AssocResult(RunResult):
     @property
     def best_val_loss(self) -> float:
         return float(self.history["best_val_loss"])
