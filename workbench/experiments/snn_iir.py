@@ -200,6 +200,16 @@ class RunResult:
         return int(self.history["best_epoch"])
 
 
+def save_epoch(run: RunResult, model: torch.nn.Module, run_config: dict[str, Any], extra: dict[str, Any],
+               optimiser: torch.optim.Optimizer, scheduler: Any, *, improved: bool) -> None:
+    """End of an epoch: best.pt when it improved, last.pt with the optimiser and scheduler, history.json."""
+    if improved:
+        save_checkpoint(run.best_path, model, run_config, extra=extra)
+    save_checkpoint(run.last_path, model, run_config, extra=extra,
+                    train_state={"optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict()})
+    write_json(run.history_path, {"config": run_config, **run.history})
+
+
 @dataclass
 class TrainResult(RunResult):
     @property
@@ -319,11 +329,8 @@ def train_snn_mlp(name: str, splits: dict[str, Split], out_dir: str | os.PathLik
             extra = {"epoch": epoch, "val_accuracy": scores["accuracy"], "best_epoch": history["best_epoch"],
                      "best_val_accuracy": history["best_val_accuracy"], "torch": torch.__version__,
                      "history": history}
-            if improved:
-                save_checkpoint(best_path, model, run_config, extra=extra)
-            save_checkpoint(last_path, model, run_config, extra=extra,
-                            train_state={"optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict()})
-            write_json(history_path, {"config": run_config, **history})
+            save_epoch(RunResult(best_path, last_path, history_path, history), model, run_config, extra,
+                       optimiser, scheduler, improved=improved)
             if log is not None:
                 log(f"epoch {epoch}: loss {loss:.4f} train acc {train_acc:.4f} val acc {scores['accuracy']:.4f} "
                     f"ties {scores['tie_rate']:.3f} max|pole| {pole:.4f} lr {lr:g} {seconds:.1f}s"

@@ -35,12 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.checkpoints import CheckpointError, load_checkpoint, load_for_resume, save_checkpoint
+from workbench.checkpoints import CheckpointError, load_checkpoint, load_for_resume
 from workbench.checks import require_choice, require_positive
 from workbench.data.spike_patterns import (CorruptionParams, corrupt, delayed_target, make_patterns,
                                            silent_baselines)
-from workbench.experiments.snn_iir import RunResult
-from workbench.fileio import write_json
+from workbench.experiments.snn_iir import RunResult, save_epoch
 from workbench.models.assoc_memory import AssocSNN, assoc_loss
 
 __all__ = ["AssocConfig", "PRESETS", "smoke_config", "AssocResult", "train_assoc", "load_assoc", "evaluate_assoc",
@@ -322,11 +321,8 @@ def train_assoc(config: AssocConfig | str, out_dir: str | os.PathLike, *, resume
             extra = {"epoch": epoch, "val_loss": val_loss, "best_epoch": history["best_epoch"],
                      "best_val_loss": history["best_val_loss"], "silent_baseline": baseline,
                      "torch": torch.__version__, "history": history}
-            if improved:
-                save_checkpoint(best_path, model, run_config, extra=extra)
-            save_checkpoint(last_path, model, run_config, extra=extra,
-                            train_state={"optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict()})
-            write_json(history_path, {"config": run_config, **history})
+            save_epoch(RunResult(best_path, last_path, history_path, history), model, run_config, extra,
+                       optimiser, scheduler, improved=improved)
             if log is not None:
                 log(f"epoch {epoch}: train {loss:.5f} val {val_loss:.5f} (silent {baseline:.4f}) "
                     f"out spikes/cue {out_spikes:.0f} max|pole| {pole:.4f} lr {lr:g} {seconds:.1f}s"
