@@ -232,3 +232,16 @@ def test_writer_rejects_malformed_data(tmp_path):
     with pytest.raises(DatasetFormatError, match=r"\[n, H, W\]"):
         write_splits(tmp_path / "d.h5", {"test": (images[0], labels[0])})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_split_size_names_the_fix(tmp_path):
+    from workbench.data.store import DatasetFormatError, DatasetNotFoundError, split_size, write_splits
+
+    path = tmp_path / "d.h5"
+    with pytest.raises(DatasetNotFoundError, match="make it with `hnnwb data make bars`"):
+        split_size(path, "test", make_hint="hnnwb data make bars")
+    images = np.zeros((3, 4, 4), dtype=np.float32)
+    write_splits(path, {"test": (images, np.zeros((3, 4, 4), dtype=np.int64))})
+    assert split_size(path, "test", make_hint="-") == 3
+    with pytest.raises(DatasetFormatError, match=r"has no split 'train'; available: \['test'\]"):
+        split_size(path, "train", make_hint="-")

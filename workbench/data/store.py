@@ -32,6 +32,7 @@ __all__ = [
     "read_split",
     "read_overlap",
     "list_splits",
+    "split_size",
     "read_attrs",
 ]
 
@@ -321,6 +322,18 @@ def list_splits(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
             for name in f
             if isinstance(f[name], h5py.Group) and isinstance(f[name].get(IMAGES), h5py.Dataset)
         }
+
+
+def split_size(path: str | os.PathLike, split: str, *, make_hint: str) -> int:
+    """Number of images in ``split`` of ``path``; a missing file names ``make_hint`` (the command that makes
+    it), a missing split lists the splits the file has."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetNotFoundError(f"no dataset file at {path}; make it with `{make_hint}`")
+    splits = list_splits(path)
+    if split not in splits:
+        raise DatasetFormatError(f"{path} has no split {split!r}; available: {sorted(splits)}")
+    return splits[split][0]
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:

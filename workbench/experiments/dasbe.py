@@ -30,7 +30,7 @@ from torch import nn
 
 from workbench.binding.dasbe import DasbeParams, run_binding
 from workbench.binding.readout import DEFAULT_BACK_CYCLES, group_pixels, scores_per_cycle
-from workbench.data.store import list_splits, read_split
+from workbench.data.store import read_split, split_size
 from workbench.metrics import ami_batch, ari
 from workbench.runtime import resolve_device
 
@@ -308,13 +308,9 @@ def make_command(name: str, path: str | os.PathLike | None = None) -> str:
 def check_data(data_file: str | os.PathLike, split: str, needed: int, preset: str) -> Path:
     """The dataset file, after checking it exists, has ``split`` and at least ``needed`` images in it."""
     path = Path(data_file)
-    if not path.exists():
-        raise FileNotFoundError(f"no dataset file at {path}; make it with `{make_command(preset, path)}`")
-    splits = list_splits(path)
-    if split not in splits:
-        raise ValueError(f"{path} has no split {split!r}; available: {sorted(splits)}")
-    if needed > splits[split][0]:
-        raise ValueError(f"{path} split {split!r} has {splits[split][0]} images; asked for rows up to {needed}")
+    size = split_size(path, split, make_hint=make_command(preset, path))
+    if needed > size:
+        raise ValueError(f"{path} split {split!r} has {size} images; asked for rows up to {needed}")
     return path
 
 

@@ -30,7 +30,7 @@ import torch
 
 from workbench.binding.dasbe import DasbeParams, run_binding_hidden
 from workbench.binding.readout import group_pixels
-from workbench.data.store import list_splits, read_split
+from workbench.data.store import list_splits, read_split, split_size
 from workbench.metrics import ami
 from workbench.record import SpikeRecord
 
@@ -144,11 +144,9 @@ def _centre(mask: np.ndarray) -> np.ndarray:
 
 
 def _read_image(path: Path, image: int, split: str = "train_multi") -> tuple[np.ndarray, np.ndarray]:
-    splits = list_splits(path)
-    if split not in splits:
-        raise ValueError(f"{path} has no split {split!r}; available: {sorted(splits)}")
-    if not 0 <= image < splits[split][0]:
-        raise ValueError(f"image {image} is outside {split} of {path} ({splits[split][0]} images); "
+    size = split_size(path, split, make_hint=f"hnnwb data make shapes --out {path}")
+    if not 0 <= image < size:
+        raise ValueError(f"image {image} is outside {split} of {path} ({size} images); "
                          f"Fig 4 uses image {FIG4_IMAGE}: make the file with at least {FIG4_IMAGE + 1}")
     x, labels = read_split(path, split, start=image, stop=image + 1)
     return x[0], labels[0]

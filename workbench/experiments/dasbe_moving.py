@@ -32,7 +32,7 @@ from torch import nn
 from workbench.binding.moving import (MemorylessStep, group_per_iteration, iteration_frames, moving_params,
                                       run_moving_binding)
 from workbench.data.moving_shapes import APPEAR_EVERY, read_sequences
-from workbench.data.store import list_splits, read_attrs
+from workbench.data.store import read_attrs, split_size
 from workbench.runtime import resolve_device
 
 __all__ = ["FIG5_DATASET", "FIG5_SPLIT", "FIG5_TRACE", "FIG5_SEED", "FIG5_DELAY", "FIG5_REFRACTORY", "FIG5_N_ITER",
@@ -189,17 +189,11 @@ def _mean_ci(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_file(data_file: str | os.PathLike, split: str, n_sequences: int, n_frames: int) -> Path:
     path = Path(data_file)
-    if not path.exists():
-        raise FileNotFoundError(f"no moving-shapes file at {path}; make it with "
-                                f"`hnnwb data make {FIG5_DATASET} --out {path}` (or workbench.data.datasets."
-                                f"make_dataset('{FIG5_DATASET}', '{path}'))")
-    splits = list_splits(path)
-    if split not in splits:
-        raise ValueError(f"{path} has no split {split!r}; available: {sorted(splits)}")
+    size = split_size(path, split, make_hint=f"hnnwb data make {FIG5_DATASET} --out {path}")
     frames = int(read_attrs(path).get("frames", 0) or 0)
     if frames < 1:
         raise ValueError(f"{path} has no 'frames' attribute: it is not a moving-shapes file")
-    available = splits[split][0] // frames
+    available = size // frames
     if n_sequences > available:
         raise ValueError(f"{path} split {split!r} has {available} sequences; asked for sequence {n_sequences - 1}")
     if n_frames > frames:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from workbench.binding.kmedoids import cycle_scores
 from workbench.data.datasets import dataset_path
-from workbench.data.store import list_splits, read_split
+from workbench.data.store import read_split, split_size
 
 __all__ = [
     "AUTHORS_CURVE",
@@ -151,14 +151,10 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
         raise ValueError(f"images and batch_size must be >= 1 and cycles >= 2; got {images}, {batch_size}, {cycles}")
     seeds = _seeds(seeds)
     path = Path(data_file)
-    if not path.exists():
-        raise FileNotFoundError(f"no dataset at {path}; make it with `hnnwb data make shapes_multiobj_3_3`")
-    splits = list_splits(path)
-    if split not in splits:
-        raise ValueError(f"{path} has no split {split!r}; it has {sorted(splits)}")
+    size = split_size(path, split, make_hint=f"hnnwb data make shapes_multiobj_3_3 --out {path}")
     stop = start + int(images)
-    if stop > splits[split][0]:
-        raise ValueError(f"split {split!r} of {path} has {splits[split][0]} images; asked for {start}..{stop}")
+    if stop > size:
+        raise ValueError(f"split {split!r} of {path} has {size} images; asked for {start}..{stop}")
     net, info = load_net(net_or_checkpoint, device)
     t_start = time.perf_counter()
     parts_ami, parts_syn, t_fwd, t_score = [], [], 0.0, 0.0
