@@ -156,3 +156,35 @@ def test_cli_gust_train_and_resume(tmp_path, capsys):
     assert len(h["train_loss"]) == 3
     with pytest.raises(FileNotFoundError, match="hnnwb data make"):
         gust_train.load_training_data(tmp_path / "missing.h5")
+
+
+def _labelled_file(tmp_path):
+    from workbench.data.store import write_splits
+
+    train, val, _ = tiny_data(16, 8)
+    x = torch.cat([train, val]).reshape(-1, 6, 6).numpy()
+    labels = x.astype(np.int64)
+    labels[:, :, 3:] *= 2  # two "objects": left and right half of the on-pixels
+    return write_splits(tmp_path / "tiny.h5", {"train_multi": (x, labels), "test": (x[:6], labels[:6])})
+
+
+def test_periodic_grouping_scores_are_logged_and_do_not_change_training(tmp_path):
+    data = _labelled_file(tmp_path)
+    config = tiny_config(epochs=4, n_train=16, n_val=8, score_every=2, score_images=3, score_cycles=3)
+    scored = train_gust(data, tmp_path / "scored", config, progress=False).history
+    plain = train_gust(data, tmp_path / "plain", tiny_config(epochs=4, n_train=16, n_val=8), progress=False).history
+    assert scored["train_loss"] == plain["train_loss"]  # scoring draws from its own generators
+    assert [s["epoch"] for s in scored["scores"]] == [-1, 1, 3] and plain["scores"] == []
+    assert all(s["images"] == 3 and (s["ami"] is None or -1 <= s["ami"] <= 1) for s in scored["scores"])
+    curve = training_curve(scored)
+    assert list(curve["score_epoch"]) == [-1, 1, 3] and curve["score_ami"].shape == (3,)
+    assert training_curve(plain)["score_epoch"].size == 0
+
+
+def test_scoring_needs_labelled_data_and_valid_settings(tmp_path):
+    with pytest.raises(ValueError, match="score_data"):
+        train_gust(tiny_data(), tmp_path, tiny_config(score_every=1), progress=False)
+    with pytest.raises(ValueError, match="score_images"):
+        tiny_config(score_every=1, score_images=0)
+    with pytest.raises(ValueError, match="score_every"):
+        tiny_config(score_every=-1)

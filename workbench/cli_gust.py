@@ -38,6 +38,10 @@ def _add_train(gust_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (default 40)")
     p.add_argument("--n-train", type=int, default=None, help="training images train_multi[0:n] (default 18000)")
     p.add_argument("--n-val", type=int, default=None, help="validation images, the next n (default 2000)")
+    p.add_argument("--score-every", type=int, default=10, help="every this many epochs, log AMI and SynScore "
+                   "of the grouping on --score-images test images (the training curve's coarse -> fine stages; "
+                   "0 = off; default 10)")
+    p.add_argument("--score-images", type=int, default=20, help="test images per periodic score (default 20)")
     p.add_argument("--dense", action="store_true", help="plain dense matrix products instead of the exact "
                    "sparse fast path (same values; for comparison, or if the sparse path is slower on a GPU)")
     p.add_argument("--seed", type=int, default=0, help="run seed (init, shuffling, corruption, noise)")

@@ -61,6 +61,10 @@ class GustTrainConfig:
         clean_val: also compute the validation loss with clean input (logged, not used for selection).
         checkpoint_seconds: rewrite last.pt at least this often (besides every epoch end).
         sparse: use the exact sparse fast path of ``gust_dynamics`` (same values, ~1.5x less CPU work).
+        score_every: every this many epochs (and for the untrained net), score the grouping itself: AMI and
+            SynScore at the last cycle on ``score_images`` labelled test images, one seed (``score_seed``),
+            ``score_cycles`` cycles (§9 "training curve": look for the coarse -> fine stages). 0 = off.
+            Logged only; selection stays on the validation loss.
         params: network constants (n_pixels follows the data).
     """
 
@@ -79,6 +83,10 @@ class GustTrainConfig:
     clean_val: bool = True
     checkpoint_seconds: float = 120.0
     sparse: bool = True
+    score_every: int = 0
+    score_images: int = 20
+    score_cycles: int = 30
+    score_seed: int = 0
     params: GustParams = field(default_factory=GustParams)
 
     def __post_init__(self) -> None:
@@ -86,6 +94,13 @@ class GustTrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("score_every", "score_images", "score_cycles"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.score_every and (self.score_images < 1 or self.score_cycles < 2):
+            raise ValueError(f"scoring needs score_images >= 1 and score_cycles >= 2, got "
+                             f"{self.score_images}, {self.score_cycles}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 epochs, got {self.patience}")
         if self.iterations is not None and self.iterations < 0:
@@ -121,7 +136,8 @@ class GustTrainConfig:
 
 # Fields that may differ between an interrupted run and its resumption (they do not change the result
 # of the iterations already done).
-_RESUMABLE_CHANGES = {"epochs", "iterations", "checkpoint_seconds", "patience", "sparse"}
+_RESUMABLE_CHANGES = {"epochs", "iterations", "checkpoint_seconds", "patience", "sparse", "score_every",
+                      "score_images", "score_cycles", "score_seed"}
 
 
 def smoke_config(**changes: Any) -> GustTrainConfig:
@@ -201,12 +217,28 @@ def validation_loss(net: GustNet, val: torch.Tensor, config: GustTrainConfig, *,
     return total / len(val)
 
 
+def score_grouping(net: GustNet, data_file: str | Path, config: GustTrainConfig,
+                   device: str | torch.device = "cpu") -> dict[str, Any]:
+    """AMI and SynScore at the last of ``config.score_cycles`` cycles, mean over the first
+    ``config.score_images`` images of the ``test`` split of ``data_file`` (seed ``config.score_seed``)."""
+    from workbench.experiments.gust import evaluate
+
+    was_training = net.training
+    result = evaluate(net, data_file, split="test", images=config.score_images, seeds=(config.score_seed,),
+                      cycles=config.score_cycles, device=device, progress=False)
+    net.train(was_training)
+    return {"ami": result["ami_mean"], "synscore": result["synscore_mean"],
+            "ami_last5": result["ami_mean_last5"], "synscore_last5": result["synscore_mean_last5"],
+            "images": config.score_images, "cycles": config.score_cycles, "seed": config.score_seed,
+            "seconds": result["seconds"]["total"]}
+
+
 # --- the loop --------------------------------------------------------------------------------------
 
 
 def _new_history(config: GustTrainConfig) -> dict[str, Any]:
     return {"config": config.to_dict(), "iterations_per_epoch": config.iterations_per_epoch,
-            "train_loss": [], "val": [], "best": None, "stopped_early": False, "finished": False,
+            "train_loss": [], "val": [], "scores": [], "best": None, "stopped_early": False, "finished": False,
             "seconds": 0.0, "train_seconds": 0.0, "train_cpu_seconds": 0.0}
 
 
@@ -226,17 +258,24 @@ def _progress_bar(total: int, initial: int, progress: bool):
 def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, int]], out: str | Path,
                config: GustTrainConfig | None = None, *, resume: bool = False, device: str | torch.device = "cpu",
                progress: bool = True, log: Callable[[str], None] | None = None,
-               stop_after: int | None = None) -> GustTrainResult:
+               stop_after: int | None = None, score_data: str | Path | None = None) -> GustTrainResult:
     """Train a GUST network with the §4 recipe into ``out`` (best.pt, last.pt, history.json).
 
     ``data`` is a dataset path or ``(train [n, N], val [m, N], image_shape)``. With ``resume=True`` and
     ``out/last.pt`` present, training continues exactly where it stopped (same config required, except
     ``epochs``/``iterations``/``patience``/``checkpoint_seconds``). ``stop_after`` ends this call after that
-    many iterations in total without validating (as an interruption would; for tests).
+    many iterations in total without validating (as an interruption would; for tests). With
+    ``config.score_every > 0``, the grouping is scored (``score_grouping``) on the ``test`` split of
+    ``score_data`` (default: ``data`` when it is a path) into ``history["scores"]``.
     """
     config = config if config is not None else GustTrainConfig()
     device = torch.device(device)
     log = log or (lambda line: None)
+    if score_data is None and isinstance(data, (str, Path)):
+        score_data = data
+    if config.score_every and score_data is None:
+        raise ValueError("score_every > 0 needs labelled test images: pass score_data=<dataset .h5> "
+                         "(or set score_every=0)")
     if isinstance(data, (str, Path)):
         train, val, shape = load_training_data(data, config.n_train, config.n_val)
     else:
@@ -268,6 +307,7 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
         optimiser.load_state_dict(ckpt.train_state["optimizer"])
         iteration = int(ckpt.train_state["iteration"])
         history = json.loads(ckpt.train_state["history"])
+        history.setdefault("scores", [])
         history["config"] = config.to_dict()
         history["finished"] = False
         log(f"resumed {last_path} at iteration {iteration} (epoch {iteration // config.iterations_per_epoch})")
@@ -303,6 +343,21 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
             + (f", clean {entry['val_loss_clean']:.6f}" if config.clean_val else "")
             + f"; best {history['best']['val_loss']:.6f} at iteration {history['best']['iteration']}")
 
+    def score(epoch: int) -> None:
+        entry = {"iteration": iteration, "epoch": epoch,
+                 **score_grouping(net, score_data, config, device=device)}
+        history["scores"].append(entry)
+        fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
+        log(f"iteration {iteration} (epoch {epoch}): grouping on {config.score_images} test images, cycle "
+            f"{config.score_cycles - 1}: AMI {fmt(entry['ami'])}, SynScore {fmt(entry['synscore'])} "
+            f"({entry['seconds']:.1f} s)")
+
+    def score_due(epoch: int, epoch_end: bool) -> bool:
+        if not config.score_every:
+            return False
+        final = iteration >= config.total_iterations
+        return epoch < 0 or final or (epoch_end and (epoch + 1) % config.score_every == 0)
+
     prior_seconds, started = float(history["seconds"]), time.perf_counter()
     ipe, total = config.iterations_per_epoch, config.total_iterations
     if stop_after is not None:
@@ -314,6 +369,8 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
         nonlocal pending
         pending = (copy.deepcopy(history), [g["lr"] for g in optimiser.param_groups])
         validate(epoch)
+        if score_due(epoch, epoch_end):
+            score(epoch)
         if epoch_end:
             for after_epoch, factor in config.lr_steps:
                 if epoch == after_epoch:
@@ -388,7 +445,8 @@ def _best_epoch(history: Mapping[str, Any]) -> int:
 
 def training_curve(history: str | Path | Mapping[str, Any], smooth: int = 1) -> dict[str, np.ndarray]:
     """Loss curves from a run's ``history.json`` (or its dict): per-iteration training loss per image
-    (moving average over ``smooth`` iterations) and the validation losses at their iterations."""
+    (moving average over ``smooth`` iterations), the validation losses at their iterations and, when the
+    run scored its grouping (``score_every``), ``score_epoch`` / ``score_ami`` / ``score_synscore``."""
     if not isinstance(history, Mapping):
         history = json.loads(Path(history).read_text())
     train = np.asarray(history["train_loss"], dtype=np.float64)
@@ -402,7 +460,17 @@ def training_curve(history: str | Path | Mapping[str, Any], smooth: int = 1) -> 
     return {"iteration": iters_smooth, "train_loss": train_smooth,
             "val_iteration": np.asarray([v["iteration"] for v in val]),
             "val_loss": np.asarray([v["val_loss"] for v in val], dtype=np.float64),
-            "val_loss_clean": np.asarray([v.get("val_loss_clean", np.nan) for v in val], dtype=np.float64)}
+            "val_loss_clean": np.asarray([v.get("val_loss_clean", np.nan) for v in val], dtype=np.float64),
+            **_score_arrays(history.get("scores", []))}
+
+
+def _score_arrays(scores: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The periodic grouping scores as arrays (NaN where undefined); empty when scoring was off."""
+    value = lambda s, k: np.nan if s.get(k) is None else float(s[k])  # noqa: E731
+    return {"score_iteration": np.asarray([s["iteration"] for s in scores], dtype=np.int64),
+            "score_epoch": np.asarray([s["epoch"] for s in scores], dtype=np.int64),
+            "score_ami": np.asarray([value(s, "ami") for s in scores], dtype=np.float64),
+            "score_synscore": np.asarray([value(s, "synscore") for s in scores], dtype=np.float64)}
 
 
 # --- CLI ---------------------------------------------------------------------------------------------
@@ -410,6 +478,7 @@ def training_curve(history: str | Path | Mapping[str, Any], smooth: int = 1) -> 
 
 def run_train_command(args: argparse.Namespace) -> int:
     """``hnnwb gust train``: build the config from the arguments, make the dataset if missing, train."""
+    from workbench.data.store import list_splits
     from workbench.runtime import configure_threads, resolve_device
 
     threads = configure_threads(args.threads)
@@ -427,11 +496,16 @@ def run_train_command(args: argparse.Namespace) -> int:
             data = make_dataset(name, data, data_dir=Path("data"), progress=not args.no_progress)
     changes = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("epochs", args.epochs),
                                  ("iterations", args.iterations), ("patience", args.patience),
-                                 ("seed", args.seed), ("n_train", args.n_train), ("n_val", args.n_val))
+                                 ("seed", args.seed), ("n_train", args.n_train), ("n_val", args.n_val),
+                                 ("score_every", getattr(args, "score_every", None)),
+                                 ("score_images", getattr(args, "score_images", None)))
                if v is not None}
     if getattr(args, "dense", False):
         changes["sparse"] = False
     config = dataclasses.replace(GustTrainConfig(), **changes)
+    if config.score_every and "test" not in list_splits(data):
+        print(f"{data} has no test split: periodic grouping scores are off", flush=True)
+        config = dataclasses.replace(config, score_every=0)
     out = args.out or Path("runs") / "gust" / f"train_{args.objects}"
     print(f"gust train: {data}, batch {config.batch_size}, lr {config.lr}, {config.total_iterations} iterations "
           f"max ({config.iterations_per_epoch}/epoch), seed {config.seed}, device {device}, threads {threads}, "
