@@ -16,18 +16,22 @@ from widgets.grouping import (
     phase_strip_figure,
     phase_weights,
 )
+from widgets.gust_inspect import NeuronInspector, binding_animation_figure, neuron_inspector_figure
 from widgets.neuron_tuner import NeuronTuner, neuron_figure
 from widgets.raster import SpikeRaster, raster_figure
 
 __all__ = [
     "GroupColoring",
+    "NeuronInspector",
     "NeuronTuner",
     "SpikeRaster",
+    "binding_animation_figure",
     "dasbe_weight",
     "group_image",
     "grouping_figure",
     "gust_weight",
     "neuron_figure",
+    "neuron_inspector_figure",
     "phase_colors",
     "phase_hues",
     "phase_image",

@@ -208,18 +208,38 @@ def generalisation_figure(table: Mapping[str, Any], *, title: str = "combinatori
 def training_curve_figure(curve: Mapping[str, Any], *, title: str = "training curve") -> go.Figure:
     """Training loss per image vs iteration and the validation loss (corrupted input; clean if logged),
     from ``workbench.experiments.gust_train.training_curve``. The dotted line is a uniform prediction's loss
-    at 125 on-pixels (1/125 - 1/784, §2.5)."""
-    fig = go.Figure()
+    at 125 on-pixels (1/125 - 1/784, §2.5). When the curve holds periodic grouping scores (a non-empty
+    ``score_epoch`` with ``score_ami`` / ``score_synscore``), a second panel shows AMI (red) and SynScore
+    (blue) vs epoch: the place to look for the paper's coarse -> fine stages."""
+    scores = len(curve.get("score_epoch", [])) > 0
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.16,
+                        subplot_titles=["loss per image", "grouping scores (dataset protocol, last cycle)"]) \
+        if scores else go.Figure()
+    loss_cell = dict(row=1, col=1) if scores else {}
     fig.add_scatter(x=to_numpy(curve["iteration"]), y=to_numpy(curve["train_loss"]), mode="lines",
-                    name="train (per image)", line=dict(color="#888", width=1))
+                    name="train (per image)", line=dict(color="#888", width=1), **loss_cell)
     if len(curve.get("val_iteration", [])):
         fig.add_scatter(x=to_numpy(curve["val_iteration"]), y=to_numpy(curve["val_loss"]), mode="lines+markers",
-                        name="validation (corrupted)", line=dict(color="#d62728"))
+                        name="validation (corrupted)", line=dict(color="#d62728"), **loss_cell)
         clean = to_numpy(curve.get("val_loss_clean", np.array([])))
         if clean.size and np.isfinite(clean).any():
             fig.add_scatter(x=to_numpy(curve["val_iteration"]), y=clean, mode="lines+markers",
-                            name="validation (clean)", line=dict(color="#1f77b4"))
-    fig.add_hline(y=1 / 125 - 1 / 784, line=dict(color="#aaa", dash="dot"))
-    fig.update_layout(title=title, xaxis_title="iteration", yaxis_title="loss per image", height=360,
-                      plot_bgcolor="white")
+                            name="validation (clean)", line=dict(color="#1f77b4"), **loss_cell)
+    fig.add_hline(y=1 / 125 - 1 / 784, line=dict(color="#aaa", dash="dot"), **loss_cell)
+    if not scores:
+        fig.update_layout(title=title, xaxis_title="iteration", yaxis_title="loss per image", height=360,
+                          plot_bgcolor="white")
+        return fig
+    epoch = to_numpy(curve["score_epoch"])
+    for key, name, color in (("score_ami", "AMI", AMI_COLOR), ("score_synscore", "SynScore", SYN_COLOR)):
+        values = to_numpy(curve.get(key, np.full(len(epoch), np.nan))).astype(np.float64)
+        if values.shape != epoch.shape:
+            raise ValueError(f"curve[{key!r}] has {values.size} values but score_epoch has {epoch.size}; "
+                             "both come from the same periodic evaluations")
+        fig.add_scatter(x=epoch, y=values, mode="lines+markers", name=name, line=dict(color=color), row=2, col=1)
+    fig.update_xaxes(title_text="iteration", row=1, col=1)
+    fig.update_yaxes(title_text="loss per image", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", row=2, col=1)
+    fig.update_yaxes(title_text="score", range=[-0.1, 1.0], row=2, col=1)
+    fig.update_layout(title=title, height=620, plot_bgcolor="white")
     return fig

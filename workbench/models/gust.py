@@ -51,7 +51,7 @@ from workbench.rng import Stream
 
 __all__ = ["GustParams", "GustNet", "GustRun", "run_gust", "gust_loss", "gust_loss_per_image", "load_gust",
            "gust_config", "gust_dynamics", "gust_reference_loop", "corrupt", "counter_draws", "generator_draws",
-           "MODEL_NAME", "count_parameters"]
+           "MODEL_NAME", "count_parameters", "GustTrace"]
 
 MODEL_NAME = "GustNet"
 
@@ -181,13 +181,16 @@ def corrupt(images: torch.Tensor, drop_p: float, seed: int, image_ids: torch.Ten
 class Dynamics(NamedTuple):
     """Output of ``gust_dynamics``: spikes of every cycle (list of bool [B, T, N], if recorded), the last
     cycle's spikes [B, T, N] and predictions C [B, T, N], the hidden state h [B, T, H] (None when the last
-    encoder call was skipped) and the refractory counters [B, N]."""
+    encoder call was skipped) and the refractory counters [B, N]. With ``trace=True`` also, per cycle,
+    the predictions c_t (float32 [B, T, N]) and the refractory counters after each slot (uint8 [B, T, N])."""
 
     cycle_spikes: list[torch.Tensor]
     spikes: torch.Tensor
     prediction: torch.Tensor
     hidden: torch.Tensor | None
     refractory: torch.Tensor
+    cycle_prediction: list[torch.Tensor] | None = None
+    cycle_refractory: list[torch.Tensor] | None = None
 
 
 def _mlp(module: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -271,9 +274,14 @@ def _decode_on_pixels(decoder: nn.Module, h: torch.Tensor, plan: _SparsePlan) ->
     return full[:, :, :plan.n_pixels]
 
 
+def _counter_dtype(tau_rfr: int) -> torch.dtype:
+    """The smallest dtype holding the refractory counter (0..tau_rfr - 1): uint8 for the paper's 9."""
+    return torch.uint8 if tau_rfr <= 256 else torch.int32
+
+
 def gust_dynamics(net: GustNet, x: torch.Tensor, h0: torch.Tensor, cycles: int, draws: Draws, *,
                   record: bool = False, final_encode: bool = True,
-                  mlp_dtype: torch.dtype | None = None, sparse: bool = False) -> Dynamics:
+                  mlp_dtype: torch.dtype | None = None, sparse: bool = False, trace: bool = False) -> Dynamics:
     """Run ``cycles`` cycles of §2.3 on inputs ``x [B, N]`` from hidden state ``h0 [B, T, H]``.
 
     One decoder call per cycle on ``[B*T, H]``, T neuron steps, one encoder call on ``[B*T, N]``.
@@ -283,9 +291,14 @@ def gust_dynamics(net: GustNet, x: torch.Tensor, h0: torch.Tensor, cycles: int, 
     only the spikes, and before the last cycle the decoder's output layer runs only at the input's
     on-pixels (``x * c`` is 0 elsewhere, and so is its gradient). Only the last cycle's prediction is then
     complete (the only one returned). Requires the default MLP shapes and ``mlp_dtype=None``.
+    ``trace=True`` (inspection only) also keeps every cycle's c_t and post-step refractory counters
+    (``Dynamics.cycle_prediction`` / ``cycle_refractory``); it only copies values, so spikes are unchanged.
     """
     if sparse and mlp_dtype is not None:
         raise ValueError("sparse=True runs the MLPs in their own dtype; pass mlp_dtype=None")
+    if sparse and trace:
+        raise ValueError("trace=True needs the full prediction of every cycle, which sparse=True skips; "
+                         "pass sparse=False to trace")
     p = net.params
     B, N = x.shape
     T, H = p.slots, p.hidden
@@ -296,6 +309,8 @@ def gust_dynamics(net: GustNet, x: torch.Tensor, h0: torch.Tensor, cycles: int, 
     h: torch.Tensor | None = h0
     last_slot = torch.zeros_like(x)  # S[:, T-1] of the previous cycle
     cycle_spikes: list[torch.Tensor] = []
+    cycle_prediction: list[torch.Tensor] | None = [] if trace else None
+    cycle_refractory: list[torch.Tensor] | None = [] if trace else None
     spikes = prediction = x
     plan = _sparse_plan(net, x) if sparse else None
     for k in range(cycles):
@@ -304,7 +319,7 @@ def gust_dynamics(net: GustNet, x: torch.Tensor, h0: torch.Tensor, cycles: int, 
             prediction = _decode_on_pixels(net.decoder, h, plan)
         else:
             prediction = _mlp(net.decoder, h.reshape(B * T, H), mlp_dtype).reshape(B, T, N)
-        slots, enc_in = [], []
+        slots, enc_in, slot_refractory = [], [], []
         for t in range(T):
             noise, keep = draws(k * T + t)
             prev = last_slot * keep
@@ -312,16 +327,21 @@ def gust_dynamics(net: GustNet, x: torch.Tensor, h0: torch.Tensor, cycles: int, 
             slots.append(s)
             enc_in.append(s + prev)
             last_slot = s
+            if trace:
+                slot_refractory.append(state.refractory.detach().to(_counter_dtype(p.tau_rfr)))
         spikes = torch.stack(slots, 1)
         if record:
             cycle_spikes.append(spikes.detach().to(torch.bool))
+        if cycle_prediction is not None and cycle_refractory is not None:
+            cycle_prediction.append(prediction.detach().to(torch.float32, copy=True))
+            cycle_refractory.append(torch.stack(slot_refractory, 1))
         if k < cycles - 1 or final_encode:
             enc_x = torch.stack(enc_in, 1).reshape(B * T, N)
             h = (_encode_sparse(net.encoder, enc_x, plan) if plan is not None
                  else _mlp(net.encoder, enc_x, mlp_dtype)).reshape(B, T, H)
         else:
             h = None
-    return Dynamics(cycle_spikes, spikes, prediction, h, state.refractory)
+    return Dynamics(cycle_spikes, spikes, prediction, h, state.refractory, cycle_prediction, cycle_refractory)
 
 
 def gust_reference_loop(net: GustNet, x: torch.Tensor, h0: torch.Tensor, cycles: int, draws: Draws,
@@ -357,6 +377,51 @@ def gust_reference_loop(net: GustNet, x: torch.Tensor, h0: torch.Tensor, cycles:
 
 
 @dataclass
+class GustTrace:
+    """What each pixel neuron saw, step by step, next to the run's SpikeRecord (``run_gust(trace=True)``).
+
+    Attributes:
+        record: the run's SpikeRecord (the same object as ``GustRun.record``: spikes, images, labels).
+        c: float32 ``[steps, rows, N]``: the top-down prediction c_t = G(h[:, t]) at each step. The
+            neuron's drive is ``x * c_t``, so an on-pixel with an open gate fires with probability c_t and
+            an off-pixel (x = 0) never fires, whatever c_t is.
+        refractory: ``[steps, rows, N]`` (uint8 for tau_rfr <= 256): the counter r *after* the step
+            (§2.2: r = max(0, r - 1 + tau_rfr * s)); 0 before step 0. The gate at step n is open iff
+            the counter after step n - 1 is 0; after a spike it reads tau_rfr - 1, then counts down.
+
+    Memory: 5 bytes per (step, row, pixel), e.g. 300 steps x 784 pixels = 1.2 MB per image and seed;
+    trace only the few images you inspect.
+    """
+
+    record: SpikeRecord
+    c: torch.Tensor
+    refractory: torch.Tensor
+
+    def __post_init__(self) -> None:
+        want = tuple(self.record.spikes.shape)
+        for name in ("c", "refractory"):
+            got = tuple(getattr(self, name).shape)
+            if got != want:
+                raise ValueError(f"GustTrace.{name} must match the record's spikes [steps, rows, N] = {list(want)}, "
+                                 f"got {list(got)}")
+
+    @property
+    def gate_open(self) -> torch.Tensor:
+        """bool ``[steps, rows, N]``: the refractory gate at each step (counter after the previous step is 0)."""
+        before = torch.zeros_like(self.refractory)
+        before[1:] = self.refractory[:-1]
+        return before == 0
+
+    @property
+    def probability(self) -> torch.Tensor:
+        """float32 ``[steps, rows, N]``: P(spike) at each step, ``x * c_t`` where the gate is open, else 0."""
+        x = self.record.images
+        if x is None:
+            raise ValueError("the trace's record has no images; run run_gust with record=True")
+        return (x.to(self.c.dtype).clamp(0, 1) * self.c).clamp(0, 1) * self.gate_open
+
+
+@dataclass
 class GustRun:
     """Result of ``run_gust``. Rows are seed-major: row ``s*B + b`` is seed ``s`` on image ``b``.
 
@@ -368,6 +433,7 @@ class GustRun:
         spikes: the last cycle's spikes ``[rows, T, N]`` (float; carries gradients when ``grad=True``).
         refractory: the final refractory counters ``[rows, N]``.
         seeds, image_ids: the key of each row.
+        trace: per-step c_t and refractory counters of every row (``trace=True``), else None.
     """
 
     record: SpikeRecord | None
@@ -377,12 +443,13 @@ class GustRun:
     refractory: torch.Tensor
     seeds: torch.Tensor
     image_ids: torch.Tensor
+    trace: GustTrace | None = None
 
 
 def run_gust(net: GustNet, images: Any, *, cycles: int = 30, seed: int | Sequence[int] = 0, image_ids: Any = None,
              image_shape: tuple[int, int] | None = None, labels: Any = None, record: bool = True,
              device: str | torch.device = "cpu", grad: bool = False,
-             mlp_dtype: torch.dtype | None = torch.float64) -> GustRun:
+             mlp_dtype: torch.dtype | None = torch.float64, trace: bool = False) -> GustRun:
     """Run GUST on ``images`` ([B, N] or [B, H, W], values in [0, 1]) for ``cycles`` cycles (§2.3).
 
     Every random draw comes from the counter-based streams keyed by (seed, image id, step), so an image's
@@ -391,6 +458,8 @@ def run_gust(net: GustNet, images: Any, *, cycles: int = 30, seed: int | Sequenc
     ``torch.inference_mode()``; ``grad=True`` keeps the graph (surrogate gradients through all steps).
     ``mlp_dtype`` (float64 by default) runs the MLPs in double precision rounded back to float32, so float32
     kernels that differ in the last bit between batch sizes cannot flip a spike; None keeps the net's dtype.
+    ``trace=True`` also returns ``GustRun.trace`` (c_t and refractory counter of every pixel at every step,
+    5 bytes each, on the CPU) for the neuron inspector; it needs ``record=True`` and changes no spike.
     """
     from workbench.binding.dasbe import _flat_images, _flat_labels, seed_major_rows
 
@@ -402,6 +471,8 @@ def run_gust(net: GustNet, images: Any, *, cycles: int = 30, seed: int | Sequenc
                          f"resize the images or build GustNet(GustParams(n_pixels={N}))")
     if isinstance(cycles, bool) or not isinstance(cycles, (int, np.integer)) or cycles < 1:
         raise ValueError(f"cycles must be an integer >= 1, got {cycles!r}")
+    if trace and not record:
+        raise ValueError("trace=True shares the run's SpikeRecord; pass record=True (the default)")
     device = torch.device(device)
     net_device = next(net.parameters()).device
     if net_device.type != device.type:
@@ -415,7 +486,7 @@ def run_gust(net: GustNet, images: Any, *, cycles: int = 30, seed: int | Sequenc
     with ctx:
         h0 = initial_hidden(seeds, ids, p, device)
         draws = counter_draws(seeds, ids, N, p.keep_p, device)
-        dyn = gust_dynamics(net, rows, h0, int(cycles), draws, record=record, mlp_dtype=mlp_dtype)
+        dyn = gust_dynamics(net, rows, h0, int(cycles), draws, record=record, mlp_dtype=mlp_dtype, trace=trace)
     rec = None
     if record:
         spikes = torch.stack(dyn.cycle_spikes, 0)  # [cycles, rows, T, N]
@@ -423,8 +494,16 @@ def run_gust(net: GustNet, images: Any, *, cycles: int = 30, seed: int | Sequenc
         rec = SpikeRecord(spikes, image_shape=shape, cycle=p.slots, labels=lab, images=rows.detach().cpu(),
                           meta={"model": "gust", "params": p.to_dict(), "cycles": int(cycles),
                                 "seeds": seeds.tolist(), "image_ids": ids.tolist()})
+    tr = None
+    if trace:
+        assert rec is not None and dyn.cycle_prediction is not None and dyn.cycle_refractory is not None
+
+        def time_first(per_cycle: list[torch.Tensor]) -> torch.Tensor:  # cycles x [rows, T, N] -> [steps, rows, N]
+            return torch.stack(per_cycle, 0).permute(0, 2, 1, 3).reshape(cycles * p.slots, len(rows), N).cpu()
+
+        tr = GustTrace(rec, time_first(dyn.cycle_prediction), time_first(dyn.cycle_refractory))
     assert dyn.hidden is not None
-    return GustRun(rec, dyn.prediction, dyn.hidden, dyn.spikes, dyn.refractory, seeds, ids)
+    return GustRun(rec, dyn.prediction, dyn.hidden, dyn.spikes, dyn.refractory, seeds, ids, tr)
 
 
 # --- objective (§2.5) ------------------------------------------------------------------------------
