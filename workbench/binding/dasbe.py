@@ -25,7 +25,11 @@ Three implementations give the same spikes (``impl``):
 * ``"batched"`` (default): neuron state, noise and delay line only at each row's on-pixels, and for an
   ``MLPDAE`` the DAE evaluated once per iteration on all D windows, with a sparse first layer and the
   output layer only at the on-pixels (spec §9; see the comment above ``_OnPixels``). Other DAEs are
-  called once per step on the whole batch.
+  called once per step on the whole batch. Two more exact shortcuts on CPU (issue 3): the per-step
+  bookkeeping runs in numpy on arrays that share the tensors' memory (same float32 operations, same uint64
+  hash bits, a fraction of torch's per-call cost), and a one-hidden-layer MLP with float32 weights runs its
+  products in float32 with rigorous error bounds (``_MlpFastPath.write_bounds``): a spike decision is taken
+  from the bounds when both ends agree and from the float64 value, recomputed entry by entry, when not.
 * ``"dense"``: the plain batched loop on ``[rows, N]`` tensors, one DAE call per step.
 * ``"reference"``: a slow, literal one-image-at-a-time loop with the spec's integer refractory counter.
 
@@ -306,16 +310,35 @@ class _OnPixels:
     def init_ring(self, seeds: torch.Tensor, ids: torch.Tensor, delay: int) -> torch.Tensor:
         """``init_delay_line(...)`` at the on-pixels, ``[D, Q]``, with the same arithmetic element by element."""
         keys = rng.row_keys(seeds, Stream.INIT, ids, 0)
-        element = torch.arange(delay, device=keys.device)[:, None, None] * self.n + self.pix[None]  # t*N + pixel
-        rows = self.row_of[None, :, None].expand_as(element)
-        u_radius = rng.uniform_at(keys, rows, element).to(torch.float64)
-        u_angle = rng.uniform_at(keys, rows, element + delay * self.n).to(torch.float64)
+        if keys.device.type == "cpu" and _NUMPY_STEPS:  # the same bits, slot by slot in numpy (cache-sized)
+            row_keys = keys.numpy().view(np.uint64)[self.row_of.numpy()][:, None]  # [rows, 1]
+            golden, mask = rng.GOLDEN & (2**64 - 1), 2**64 - 1
+            offsets = (self.pix.numpy().astype(np.uint64) + np.uint64(1)) * np.uint64(golden)  # (pixel + 1) * GOLDEN
+            u_radius = np.empty((delay, *self.pix.shape), dtype=np.float32)
+            u_angle = np.empty_like(u_radius)
+            base = row_keys + offsets
+            for t in range(delay):  # element t*N + pixel, and the angle half at element (D + t)*N + pixel
+                u_radius[t] = _uniform_np(base + np.uint64(t * self.n * golden & mask))
+                u_angle[t] = _uniform_np(base + np.uint64((delay + t) * self.n * golden & mask))
+            u_radius = torch.from_numpy(u_radius).to(torch.float64)
+            u_angle = torch.from_numpy(u_angle).to(torch.float64)
+        else:
+            element = torch.arange(delay, device=keys.device)[:, None, None] * self.n + self.pix[None]  # t*N + pixel
+            rows = self.row_of[None, :, None].expand_as(element)
+            u_radius = rng.uniform_at(keys, rows, element).to(torch.float64)
+            u_angle = rng.uniform_at(keys, rows, element + delay * self.n).to(torch.float64)
         radius = torch.sqrt(-2.0 * torch.log1p(-u_radius))
         ring = (radius * torch.cos(2.0 * torch.pi * u_angle).abs()).to(torch.float32)
         total = ring[0].clone()
         for slot in ring[1:]:
             total += slot
         return (ring / total).reshape(delay, -1)
+
+    def scatter_record_numpy(self, fired: list[np.ndarray], out: torch.Tensor) -> None:
+        """``scatter_record`` for numpy index arrays (CPU)."""
+        if fired:
+            steps = np.repeat(np.arange(len(fired)), [len(f) for f in fired])
+            out.numpy().reshape(len(fired), -1)[steps, self.dense_q.numpy()[np.concatenate(fired)]] = True
 
     def scatter_record(self, fired: list[torch.Tensor], out: torch.Tensor) -> None:
         """Write each recorded step's fired entries into ``out [steps, rows, N]``."""
@@ -352,19 +375,30 @@ def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: tor
     mlp = _MlpFastPath.build(dae, lay, D, rows_state)
     stepper = _HiddenSteps(dae, seeds, ids, hidden, first) if mlp is None and dae.stateful else None
     ring = lay.init_ring(seeds, ids, D)
+    bounded = mlp is not None and mlp.use_bounds
+    ring_lo = ring.clone() if bounded else ring  # lower bounds of the reconstructions' logits z (see write_bounds)
     threshold, r = params.neuron().effective_threshold, params.refractory
     silent_below = threshold - 1.0 - 2.0 ** -20  # m <= this cannot fire: m + U < threshold
     q1, q2 = params.mask_probabilities()
     opens_at = torch.where(lay.valid.reshape(-1), 0, _NEVER)  # first step at which each gate is open
     window = torch.zeros(lay.Q * D, dtype=torch.bool, device=dev)  # the iteration's windows, [rows, D, P]
+    last_window = torch.zeros_like(window) if bounded else None  # the windows behind the ring's bounds
     window_q = (lay.entry // lay.P) * (D * lay.P) + lay.entry % lay.P  # entry q at slot t: window_q[q] + t*P
+    if dev.type == "cpu" and _NUMPY_STEPS:
+        fired = _numpy_steps(params, lay, seeds, ids, first, mlp, stepper or dae, ring, ring_lo, opens_at,
+                             (window, last_window), window_q)
+        lay.scatter_record_numpy(fired, out)
+        return "module" if mlp is None else ("spiking" if dae.stateful else "mlp")
     none = torch.zeros(0, dtype=torch.int64, device=dev)
     s, s2, s2_next = none, none, none
     fired_log = []
     take = torch.index_select  # much faster than advanced indexing for 1-D gathers on CPU
     for k in range(params.n_iter):
         keys = _iteration_keys(seeds, ids, k * D - 1, D + 1)  # row t + 1 holds step k*D + t
+        if bounded:
+            window, last_window = last_window, window
         window.fill_(False)
+        check = bounded and k > 0  # iteration 0 reads the exact initial ring
         for t in range(D):
             n = k * D + t
             m = ring[t] if lay.x_q is None else ring[t] * lay.x_q
@@ -376,7 +410,14 @@ def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: tor
                                                                                           len(s)])
             b1 = b1 < q1
             s1, s2, s2_next = take(s, 0, _flatnonzero(b1)), s2_next, take(s, 0, _flatnonzero(b1 & (b2 < q2)))
-            s = take(candidates, 0, _flatnonzero((take(m, 0, candidates) + u - threshold) > 0))  # = stochastic_step
+            fires = (take(m, 0, candidates) + u - threshold) > 0  # = stochastic_step
+            if check:  # m is an upper bound: where the lower bound decides otherwise, use the exact value
+                m_lo = torch.sigmoid(take(ring_lo[t], 0, candidates).to(torch.float64)).mul_(1.0 - 2.0 ** -19)
+                unsure = _flatnonzero(fires & ((m_lo.to(torch.float32) + u - threshold) <= 0))
+                if len(unsure):
+                    exact = mlp.exact(last_window, take(candidates, 0, unsure), t)
+                    fires[unsure] = (exact + take(u, 0, unsure) - threshold) > 0
+            s = take(candidates, 0, _flatnonzero(fires))
             opens_at.index_fill_(0, s, n + r + 1)
             if n >= first:
                 fired_log.append(s)
@@ -384,10 +425,90 @@ def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: tor
                 window.index_fill_(0, take(window_q, 0, torch.cat([s, s1, s2])) + t * lay.P, True)
             else:
                 ring[t] = _dense_dae_at_on_pixels(stepper or dae, (s, s1, s2), lay, n)
-        if mlp is not None:
+        if bounded:
+            mlp.write_bounds(window, ring_lo, ring)
+        elif mlp is not None:
             mlp(window, ring, k)
     lay.scatter_record(fired_log, out)
     return "module" if mlp is None else ("spiking" if dae.stateful else "mlp")
+
+
+_NUMPY_STEPS = True  # CPU: the per-step bookkeeping in numpy (same numbers, a fraction of torch's per-call cost)
+_MUL1, _MUL2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # rng.mix64's constants
+
+
+def _uniform_np(z: np.ndarray) -> np.ndarray:
+    """``rng.bits_to_uniform(rng.mix64_(z))`` on uint64 words, in place: numpy's unsigned arithmetic wraps
+    modulo 2^64 and shifts logically, so the bits are those of the torch int64 version."""
+    z ^= z >> np.uint64(30)
+    z *= _MUL1
+    z ^= z >> np.uint64(27)
+    z *= _MUL2
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
+
+
+def _numpy_steps(params: DasbeParams, lay: "_OnPixels", seeds: torch.Tensor, ids: torch.Tensor, first: int,
+                 mlp: "_MlpFastPath | None", dae: Any, ring: torch.Tensor, ring_lo: torch.Tensor,
+                 opens_at: torch.Tensor, windows: tuple[torch.Tensor, torch.Tensor | None],
+                 window_q: torch.Tensor) -> list[np.ndarray]:
+    """``_run_batched``'s step loop on CPU with numpy arrays that share the tensors' memory: the same
+    operations in the same order (float32 arithmetic, uint64 hashes), so the same spikes. Returns the fired
+    entries of each recorded step."""
+    D, P, r = params.delay, lay.P, params.refractory
+    threshold = params.neuron().effective_threshold
+    silent_below = threshold - 1.0 - 2.0 ** -20  # m <= this cannot fire: m + U < threshold
+    q1, q2 = params.mask_probabilities()
+    bounded = ring_lo is not ring
+    row_q, window_q = lay.row_q.numpy(), window_q.numpy()
+    col_term = lay.col_term.numpy().view(np.uint64)
+    x_q = None if lay.x_q is None else lay.x_q.numpy()
+    gate = opens_at.numpy()
+    ring_np, ring_lo_np = ring.numpy(), ring_lo.numpy()
+    window, last_window = windows
+    none = np.zeros(0, dtype=np.int64)
+    s, s2_next = none, none
+    fired_log = []
+    for k in range(params.n_iter):
+        keys = [key.numpy().view(np.uint64) for key in _iteration_keys(seeds, ids, k * D - 1, D + 1)]
+        if bounded:
+            window, last_window = last_window, window
+        window.fill_(False)
+        window_np = window.numpy()
+        check = bounded and k > 0  # iteration 0 reads the exact initial ring
+        for t in range(D):
+            n = k * D + t
+            m = ring_np[t] if x_q is None else ring_np[t] * x_q
+            candidates = np.flatnonzero((gate <= n) & (m > silent_below))
+            rows_s = row_q[s]  # s: spikes of step n-1
+            z = np.concatenate([keys[0][t + 1][row_q[candidates]], keys[1][t][rows_s], keys[2][t + 1][rows_s]])
+            z += col_term[np.concatenate([candidates, s, s])]
+            v = _uniform_np(z)
+            nc, ns = len(candidates), len(s)
+            u, b1 = v[:nc], v[nc:nc + ns] < q1
+            s1, s2, s2_next = s[b1], s2_next, s[b1 & (v[nc + ns:] < q2)]
+            fired = np.flatnonzero((m[candidates] + u - threshold) > 0)  # = stochastic_step
+            if check:  # m is an upper bound: where the lower bound decides otherwise, use the exact value
+                q_fired, u_fired = candidates[fired], u[fired]
+                unsure = np.flatnonzero((mlp.lower_bound(ring_lo_np[t][q_fired]) + u_fired - threshold) <= 0)
+                if len(unsure):
+                    exact = mlp.exact(last_window, torch.from_numpy(q_fired[unsure]), t).numpy()
+                    keep = np.ones(len(fired), dtype=bool)
+                    keep[unsure] = (exact + u_fired[unsure] - threshold) > 0
+                    fired = fired[keep]
+            s = candidates[fired]
+            gate[s] = n + r + 1
+            if n >= first:
+                fired_log.append(s)
+            if mlp is not None:
+                window_np[window_q[np.concatenate([s, s1, s2])] + t * P] = True
+            else:
+                ring[t] = _dense_dae_at_on_pixels(dae, tuple(torch.from_numpy(a) for a in (s, s1, s2)), lay, n)
+        if bounded:
+            mlp.write_bounds(window, ring_lo, ring)
+        elif mlp is not None:
+            mlp(window, ring, k)
+    return fired_log
 
 
 def _iteration_keys(seeds: torch.Tensor, ids: torch.Tensor, start: int, count: int) -> list[torch.Tensor]:
@@ -487,6 +608,58 @@ class _MlpFastPath:
             self.b_last_g = b_last.index_select(0, pix).view(lay.n_images, 1, lay.P)
         else:
             self.w_last_t, self.b_last = w_last.t().contiguous(), b_last
+        self.use_bounds = self._setup_bounded(layers) if _BOUNDED_FLOAT32 else False
+
+    def _setup_bounded(self, layers: list[tuple[torch.Tensor, torch.Tensor, str]]) -> bool:
+        """Prepare the float32 products with error bounds (see ``write_bounds``); False where they do not apply:
+        more than one hidden layer, a spiking code, non-binary images, or weights that are not float32 values."""
+        lay = self.lay
+        if self.code is not None or len(layers) != 2 or lay.x_q is not None:
+            return False
+        (w1, b1, _), (w2, b2, _) = layers
+        if w1.dtype != torch.float64:
+            return False
+        for t in (w1, b1, w2, b2):
+            if not (bool(torch.isfinite(t).all()) and torch.equal(t.to(torch.float32).to(torch.float64), t)):
+                return False
+        f32 = torch.float32
+        self.b_first32 = b1.to(f32)
+        if self.gather:
+            # [B, K, P] contiguous: the plain (NN) batched product is a little faster in float32
+            self.w_last_g32, self.b_last_g32 = self.w_last_g.to(f32).contiguous(), self.b_last_g.to(f32)
+        else:
+            self.w_last_t32, self.b_last32 = self.w_last_t.to(f32), self.b_last.to(f32)
+        self.w_last64, self.b_last64 = w2, b2  # [N, K], [N]: exact recomputation of single entries
+        self.pix_table = None  # built on first use (CPU)
+        width = w1.shape[0]
+        # hidden layer: W1 = W_hi + W_lo with W_hi on a grid of 2^(24 - k) steps below max|W1| and at most
+        # P <= 2^k - 1 pixels per window, so the float32 sum of a window's W_hi columns is exact; only the float32
+        # sum of the tiny W_lo parts rounds (then two float32 additions: + W_lo sum, + bias). The error against the
+        # float64 path's pre-activation is carried through the activation's Lipschitz constant (see write_bounds).
+        k = max(1, math.ceil(math.log2(lay.P + 1)))
+        top = float(w1.abs().max())
+        unit = 2.0 ** (math.ceil(math.log2(top)) - (24 - k)) if top > 0 else 1.0
+        w_hi = torch.round(w1 / unit) * unit
+        w_lo = w1 - w_hi
+        self.w_hi_t32, self.w_lo_t32 = w_hi.t().contiguous().to(f32), w_lo.t().contiguous().to(f32)
+        for split, exact in ((self.w_hi_t32, w_hi), (self.w_lo_t32, w_lo)):
+            if not torch.equal(split.to(w1.dtype).t(), exact):
+                return False
+        K = w1.shape[0]
+        self.lipschitz = 1.0 if self.act_first == "relu" else 0.25
+        self.g_act = 0.0 if self.act_first == "relu" else 2.0 ** -20  # float32 sigmoid: a few ulp, relative
+        # per window of A pixels, |W_lo sum error|_2 <= gamma_(A+1) sqrt(K) A max|W_lo| and the float64 path's own
+        # |pre64 - pre|_2 <= 2 gamma64_(A+3) (|b1|_2 + A max_p |W1[:, p]|_2)
+        self.dh_lo = math.sqrt(K) * float(w_lo.abs().max())
+        self.b1_norm = float(torch.linalg.vector_norm(b1))
+        self.dh_64 = 2.0 * (self.b1_norm + lay.P * float(torch.linalg.vector_norm(w1, dim=0).max()))
+        # output layer: the float32 product's error (+ the float64 one's) and the rounding of z -/+ e, both
+        # relative to |b2_p| + |h|_2 |W2[p, :]|_2, which bounds |z| too
+        self.g2 = _gamma(width + 2) + 2.0 ** -50 * (width + 2) + 2.0 ** -23
+        pix = lay.pix  # [rows, P] compact rows
+        self.wn_rows = torch.linalg.vector_norm(w2, dim=1)[pix].to(f32)  # [rows, P] |W2[p, :]|_2
+        self.c_rows = (_SAFETY * self.g2 * b2.abs())[pix].to(f32)
+        return True
 
     @classmethod
     def build(cls, dae: "_DaeCall", lay: _OnPixels, delay: int,
@@ -506,13 +679,9 @@ class _MlpFastPath:
         more in memory traffic than the arithmetic on them.
         """
         lay, D, S = self.lay, self.D, self.lay.n_seeds
-        active = _flatnonzero(window)  # ascending, so grouped by bag = (compact row, slot)
-        bag = torch.div(active, lay.P, rounding_mode="floor")  # c*D + t: h comes out as [rows, D, K]
-        pixels = torch.index_select(lay.pix_q, 0, torch.div(bag, D, rounding_mode="floor") * lay.P + active % lay.P)
-        step = max(1, (1 << 21) // (S * D * self.width * 8))  # images per chunk
-        bounds = torch.searchsorted(bag, torch.arange(0, lay.n_images + step, step, device=bag.device) * (S * D))
+        bag, pixels, step, bounds = self._windows(window)
         ring_rows = ring.view(D, lay.rows, lay.P)
-        for i, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
             b0, b1 = i * step, min((i + 1) * step, lay.n_images)
             if b0 >= b1:
                 break
@@ -546,8 +715,116 @@ class _MlpFastPath:
             pre = F.embedding_bag(pixels, self.w_first_t, offsets, mode="sum").add_(self.b_first)
         return _ACTIVATIONS_[self.act_first](pre)
 
+    def _windows(self, window: torch.Tensor, chunk_bytes: int = 1 << 21, item: int = 8
+                 ) -> tuple[torch.Tensor, torch.Tensor, int, list[int]]:
+        """Active (bag, pixel) pairs of the iteration's windows and the chunk bounds (images per chunk)."""
+        lay, D, S = self.lay, self.D, self.lay.n_seeds
+        active = _flatnonzero(window)  # ascending, so grouped by bag = (compact row, slot)
+        bag = torch.div(active, lay.P, rounding_mode="floor")  # c*D + t: h comes out as [rows, D, K]
+        pixels = torch.index_select(lay.pix_q, 0, torch.div(bag, D, rounding_mode="floor") * lay.P + active % lay.P)
+        step = max(1, chunk_bytes // (S * D * self.width * item))  # images per chunk
+        bounds = torch.searchsorted(bag, torch.arange(0, lay.n_images + step, step, device=bag.device) * (S * D))
+        return bag, pixels, step, bounds.tolist()
+
+    def write_bounds(self, window: torch.Tensor, ring_lo: torch.Tensor, ring_hi: torch.Tensor) -> None:
+        """Bounds of the reconstructions that ``__call__`` would write, from float32 products: ``ring_hi [D, Q]``
+        gets an upper bound m_hi of m, ``ring_lo`` a lower bound z_lo of its logit (``lower_bound`` turns it into
+        m_lo; only the few entries that fire under m_hi need it).
+
+        ``__call__`` gives m = float32(sigmoid(z64)), z64 the float64 product. Here the weights are float32
+        values, so only sums round, and every sum of n terms obeys |fl(sum) - sum| <= gamma_n sum|terms| in
+        any order (gamma_n = n u / (1 - n u), u = 2^-24). Hidden layer: the W_hi part of the window's columns
+        sums exactly (see ``_setup_bounded``), the W_lo part and two additions round; the difference to the
+        float64 path's pre-activation goes through the activation's Lipschitz constant, plus the float32
+        sigmoid's few-ulp error. Output layer: |z32 - z64| <= e with sum_i |h_i w_ip| <= |h|_2 |w_p|_2
+        (Cauchy-Schwarz), per window and pixel. sigmoid is increasing, so m lies in [sigmoid(z32 - e),
+        sigmoid(z32 + e)], each end widened by 2^-19 relative (> the float32 sigmoid's error and any rounding).
+        A spike decision m + U > threshold is increasing in m: where it is the same at both ends it is the
+        exact decision; the loop recomputes the others (1-2 per image with the authors' DAEs) with ``exact``.
+        """
+        lay, D, S = self.lay, self.D, self.lay.n_seeds
+        if window.device.type == "cpu":  # numpy: the active window positions, their bags and pixels
+            step = max(1, _BOUNDS_CHUNK_BYTES // (S * D * self.width * 4))
+            active = np.flatnonzero(window.numpy())
+            if self.pix_table is None:  # pixel of each window position [rows, D, P], flat
+                self.pix_table = np.repeat(lay.pix.numpy(), D, axis=0).reshape(-1)
+            bag_np = active // lay.P
+            bag, pixels = torch.from_numpy(bag_np), torch.from_numpy(self.pix_table[active])
+            bounds = np.searchsorted(bag_np, np.arange(0, lay.n_images + step, step) * (S * D)).tolist()
+        else:
+            bag, pixels, step, bounds = self._windows(window, _BOUNDS_CHUNK_BYTES, 4)
+        lo_rows, hi_rows = ring_lo.view(D, lay.rows, lay.P), ring_hi.view(D, lay.rows, lay.P)
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            b0, b1 = i * step, min((i + 1) * step, lay.n_images)
+            if b0 >= b1:
+                break
+            n_bags, c0, c1 = (b1 - b0) * S * D, b0 * S, b1 * S
+            bg, px = bag[lo:hi] - b0 * S * D, pixels[lo:hi]
+            counts = torch.bincount(bg, minlength=n_bags)
+            offsets = torch.cumsum(counts, 0) - counts
+            pre = F.embedding_bag(px, self.w_hi_t32, offsets, mode="sum")  # exact
+            pre += F.embedding_bag(px, self.w_lo_t32, offsets, mode="sum")
+            pre += self.b_first32
+            # two float32 roundings: |dpre_i| <= 2^-24 (|S_i| + |pre_i|) <= 2^-24 (2 |pre_i| + |b1_i|) (+ 2^-20)
+            # float32 norms, widened by 2^-12 relative (> their K-term rounding)
+            pre_norm = torch.linalg.vector_norm(pre, dim=1).to(torch.float64).mul_(1.0 + 2.0 ** -12)
+            h = _ACTIVATIONS_[self.act_first](pre)
+            hn = torch.linalg.vector_norm(h, dim=1).to(torch.float64).mul_(1.0 + 2.0 ** -12)
+            a_n = counts.to(torch.float64)
+            g32 = (a_n + 1.0) * 2.0 ** -24 / (1.0 - (a_n + 1.0) * 2.0 ** -24)
+            dpre = ((2.0 ** -24 + 2.0 ** -44) * (2.0 * pre_norm + self.b1_norm) + g32 * a_n * self.dh_lo
+                    + (a_n + 3.0) * 2.0 ** -52 * self.dh_64)
+            dh = self.lipschitz * dpre + (self.g_act + 2.0 ** -50) * hn
+            a = (_SAFETY * (self.g2 * (hn + dh) + dh)).to(torch.float32).view(c1 - c0, D, 1)
+            if self.gather:
+                z = torch.baddbmm(self.b_last_g32[b0:b1], h.view(b1 - b0, S * D, -1), self.w_last_g32[b0:b1])
+            else:
+                pix = lay.pix[c0:c1]
+                z = torch.mm(h, self.w_last_t32).view(c1 - c0, D, lay.n)
+                z = z.gather(2, pix[:, None, :].expand(-1, D, -1)).add_(self.b_last32[pix][:, None, :])
+            z = z.view(c1 - c0, D, lay.P)
+            e = torch.addcmul(self.c_rows[c0:c1, None, :], a, self.wn_rows[c0:c1, None, :])
+            # m in [sigmoid(z - e), sigmoid(z + e)]; the float32 sigmoid is widened by 2^-19 relative (its error
+            # is a few ulp). m_hi may exceed 1 and m_lo stay below 1 at saturation: still valid bounds.
+            hi = hi_rows[:, c0:c1]
+            torch.sigmoid(torch.add(z, e), out=hi.transpose(0, 1))
+            hi.mul_(1.0 + 2.0 ** -19)
+            torch.sub(z, e, out=lo_rows[:, c0:c1].transpose(0, 1))  # z_lo; see lower_bound
+
+    @staticmethod
+    def lower_bound(z_lo: np.ndarray) -> np.ndarray:
+        """m_lo = sigmoid(z_lo) in float64, less 2^-19 relative (> its float64 error and the rounding to float32)."""
+        with np.errstate(over="ignore"):  # exp(-z) = inf for z < -709: m_lo = 0
+            return ((1.0 - 2.0 ** -19) / (1.0 + np.exp(-z_lo.astype(np.float64)))).astype(np.float32)
+
+    def exact(self, window: torch.Tensor, q: torch.Tensor, t: int) -> torch.Tensor:
+        """``__call__``'s float32 reconstruction at entries ``q`` of slot ``t`` for the iteration's windows
+        ``window`` (bool ``[rows, D, P]``, flat), computed entry by entry in float64."""
+        lay = self.lay
+        c = torch.div(q, lay.P, rounding_mode="floor")
+        win = window.view(lay.rows, self.D, lay.P)[c, t]  # [E, P]
+        e_idx, j = win.nonzero(as_tuple=True)
+        pixels = lay.pix[c[e_idx], j]
+        counts = torch.bincount(e_idx, minlength=len(q))
+        pre = F.embedding_bag(pixels, self.w_first_t, torch.cumsum(counts, 0) - counts, mode="sum").add_(self.b_first)
+        h = _ACTIVATIONS_[self.act_first](pre)
+        target = lay.pix_q[q]
+        z = (h * self.w_last64[target]).sum(dim=1).add_(self.b_last64[target])
+        return z.sigmoid_().to(torch.float32)
+
 
 _ACTIVATIONS_ = {"relu": torch.relu_, "sigmoid": torch.sigmoid_}  # in place: no fresh large buffers
+
+
+_BOUNDED_FLOAT32 = True  # MLP fast path: float32 products with error bounds (exact decisions, see write_bounds)
+_BOUNDS_CHUNK_BYTES = 1 << 22  # float32 hidden activations per chunk of write_bounds
+_SAFETY = 1.25  # widens every error bound (covers the rounding of the bound's own arithmetic)
+
+
+def _gamma(n: int) -> float:
+    """Relative error bound of a float32 sum of n terms in any order: n u / (1 - n u), u = 2^-24."""
+    u = 2.0 ** -24
+    return n * u / (1.0 - n * u)
 
 
 def _binary_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
