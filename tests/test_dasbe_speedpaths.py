@@ -141,3 +141,32 @@ def test_bounds_are_used_only_where_they_are_exact(images):
     assert not uses_bounds(finer, images)
     deep = MLPDAE((400, 32, 16, 32, 400), seed=0)  # more than one hidden layer: float64 path
     assert not uses_bounds(deep, images)
+    huge = _dae()
+    with torch.no_grad():
+        huge.decoder[0].weight[0, :4] = torch.tensor([1.0, 1.0, -1.0, -1.0]) * 3e38  # float32 sums could overflow
+    assert not uses_bounds(huge, images)
+    torch.set_float32_matmul_precision("medium")  # reduced-precision products break the float32 error model
+    try:
+        assert not uses_bounds(_dae(), images)
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+@pytest.mark.parametrize("numpy_steps", [True, False])
+def test_tiny_activations_with_huge_cancelling_weights_keep_the_spikes(monkeypatch, numpy_steps):
+    """h ~ 2^-80 (float32 squares underflow) against W2 ~ 2^100 in cancelling pairs: the products round, so the
+    bounds must still see |h| (float64 norms) and settle on the float64 decisions."""
+    N, K = 16, 8
+    x, params, g = torch.ones(2, N), DasbeParams(delay=5, refractory=1, n_iter=6), torch.Generator().manual_seed(0)
+    dae = MLPDAE((N, K, N), hidden_act="relu", seed=0)
+    with torch.no_grad():
+        dae.encoder[0].weight.fill_(2.0 ** -80)
+        dae.encoder[0].bias.zero_()
+        big = (1 + torch.rand(N, K // 2, generator=g, dtype=torch.float64)) * 2.0 ** 100
+        step = torch.randint(-3, 4, (N, K // 2), generator=g).double() * 2.0 ** 77
+        big = big.float().double()  # float32 values, and big + step stays one
+        dae.decoder[0].weight.copy_(torch.stack([big, -(big + step)], dim=2).reshape(N, K).float())
+        dae.decoder[0].bias.zero_()
+    plain = _run(monkeypatch, dae, x, params, bounded=False, numpy_steps=False)
+    fast = _run(monkeypatch, dae, x, params, bounded=True, numpy_steps=numpy_steps)
+    assert plain.spikes.sum() > 100 and torch.equal(fast.spikes, plain.spikes)

@@ -413,7 +413,7 @@ def _run_batched(dae: "_DaeCall", x: torch.Tensor, seeds: torch.Tensor, ids: tor
             fires = (take(m, 0, candidates) + u - threshold) > 0  # = stochastic_step
             if check:  # m is an upper bound: where the lower bound decides otherwise, use the exact value
                 m_lo = torch.sigmoid(take(ring_lo[t], 0, candidates).to(torch.float64)).mul_(1.0 - 2.0 ** -19)
-                unsure = _flatnonzero(fires & ((m_lo.to(torch.float32) + u - threshold) <= 0))
+                unsure = _flatnonzero(fires & ~((m_lo.to(torch.float32) + u - threshold) > 0))  # NaN: unsure
                 if len(unsure):
                     exact = mlp.exact(last_window, take(candidates, 0, unsure), t)
                     fires[unsure] = (exact + take(u, 0, unsure) - threshold) > 0
@@ -490,7 +490,7 @@ def _numpy_steps(params: DasbeParams, lay: "_OnPixels", seeds: torch.Tensor, ids
             fired = np.flatnonzero((m[candidates] + u - threshold) > 0)  # = stochastic_step
             if check:  # m is an upper bound: where the lower bound decides otherwise, use the exact value
                 q_fired, u_fired = candidates[fired], u[fired]
-                unsure = np.flatnonzero((mlp.lower_bound(ring_lo_np[t][q_fired]) + u_fired - threshold) <= 0)
+                unsure = np.flatnonzero(~((mlp.lower_bound(ring_lo_np[t][q_fired]) + u_fired - threshold) > 0))
                 if len(unsure):
                     exact = mlp.exact(last_window, torch.from_numpy(q_fired[unsure]), t).numpy()
                     keep = np.ones(len(fired), dtype=bool)
@@ -612,16 +612,24 @@ class _MlpFastPath:
 
     def _setup_bounded(self, layers: list[tuple[torch.Tensor, torch.Tensor, str]]) -> bool:
         """Prepare the float32 products with error bounds (see ``write_bounds``); False where they do not apply:
-        more than one hidden layer, a spiking code, non-binary images, or weights that are not float32 values."""
+        more than one hidden layer, a spiking code, non-binary images, weights that are not float32 values,
+        weights so large that a float32 sum could overflow, or a device whose float32 products may round
+        more coarsely (TF32 / reduced matmul precision)."""
         lay = self.lay
         if self.code is not None or len(layers) != 2 or lay.x_q is not None:
             return False
         (w1, b1, _), (w2, b2, _) = layers
-        if w1.dtype != torch.float64:
+        if w1.dtype != torch.float64 or not _full_float32_products(w1.device):
             return False
         for t in (w1, b1, w2, b2):
             if not (bool(torch.isfinite(t).all()) and torch.equal(t.to(torch.float32).to(torch.float64), t)):
                 return False
+        # a priori magnitudes: every float32 partial sum stays far from overflow (the bounds below are relative)
+        pre_max = float(b1.abs().max()) + lay.P * float(w1.abs().max())
+        h_max = pre_max if self.act_first == "relu" else 1.0
+        z_max = float(b2.abs().max()) + h_max * float(w2.abs().sum(dim=1).max())
+        if not max(pre_max, z_max) < _BOUNDS_MAX_MAGNITUDE:
+            return False
         f32 = torch.float32
         self.b_first32 = b1.to(f32)
         if self.gather:
@@ -658,7 +666,8 @@ class _MlpFastPath:
         self.g2 = _gamma(width + 2) + 2.0 ** -50 * (width + 2) + 2.0 ** -23
         pix = lay.pix  # [rows, P] compact rows
         self.wn_rows = torch.linalg.vector_norm(w2, dim=1)[pix].to(f32)  # [rows, P] |W2[p, :]|_2
-        self.c_rows = (_SAFETY * self.g2 * b2.abs())[pix].to(f32)
+        # plus an absolute term for float32 underflow: each of the <= K + 2 operations loses at most 2^-149
+        self.c_rows = (_SAFETY * (self.g2 * b2.abs() + (width + 2) * _UNDERFLOW))[pix].to(f32)
         return True
 
     @classmethod
@@ -767,13 +776,14 @@ class _MlpFastPath:
             pre += self.b_first32
             # two float32 roundings: |dpre_i| <= 2^-24 (|S_i| + |pre_i|) <= 2^-24 (2 |pre_i| + |b1_i|) (+ 2^-20)
             # float32 norms, widened by 2^-12 relative (> their K-term rounding)
-            pre_norm = torch.linalg.vector_norm(pre, dim=1).to(torch.float64).mul_(1.0 + 2.0 ** -12)
+            # norms accumulated in float64 (float32 squares of tiny activations would underflow to 0)
+            pre_norm = torch.linalg.vector_norm(pre, dim=1, dtype=torch.float64).mul_(1.0 + 2.0 ** -12)
             h = _ACTIVATIONS_[self.act_first](pre)
-            hn = torch.linalg.vector_norm(h, dim=1).to(torch.float64).mul_(1.0 + 2.0 ** -12)
+            hn = torch.linalg.vector_norm(h, dim=1, dtype=torch.float64).mul_(1.0 + 2.0 ** -12)
             a_n = counts.to(torch.float64)
             g32 = (a_n + 1.0) * 2.0 ** -24 / (1.0 - (a_n + 1.0) * 2.0 ** -24)
             dpre = ((2.0 ** -24 + 2.0 ** -44) * (2.0 * pre_norm + self.b1_norm) + g32 * a_n * self.dh_lo
-                    + (a_n + 3.0) * 2.0 ** -52 * self.dh_64)
+                    + (a_n + 3.0) * 2.0 ** -52 * self.dh_64 + (a_n + 3.0) * math.sqrt(self.width) * _UNDERFLOW)
             dh = self.lipschitz * dpre + (self.g_act + 2.0 ** -50) * hn
             a = (_SAFETY * (self.g2 * (hn + dh) + dh)).to(torch.float32).view(c1 - c0, D, 1)
             if self.gather:
@@ -788,7 +798,7 @@ class _MlpFastPath:
             # is a few ulp). m_hi may exceed 1 and m_lo stay below 1 at saturation: still valid bounds.
             hi = hi_rows[:, c0:c1]
             torch.sigmoid(torch.add(z, e), out=hi.transpose(0, 1))
-            hi.mul_(1.0 + 2.0 ** -19)
+            hi.mul_(1.0 + 2.0 ** -19).clamp_min_(2.0 ** -126)  # the float32 sigmoid flushes to 0 before m does
             torch.sub(z, e, out=lo_rows[:, c0:c1].transpose(0, 1))  # z_lo; see lower_bound
 
     @staticmethod
@@ -799,7 +809,10 @@ class _MlpFastPath:
 
     def exact(self, window: torch.Tensor, q: torch.Tensor, t: int) -> torch.Tensor:
         """``__call__``'s float32 reconstruction at entries ``q`` of slot ``t`` for the iteration's windows
-        ``window`` (bool ``[rows, D, P]``, flat), computed entry by entry in float64."""
+        ``window`` (bool ``[rows, D, P]``, flat), computed entry by entry in float64. Its summation order is not
+        the float64 path's matrix product, so equality holds up to float64 rounding, as between the batched and
+        dense paths: a decision can differ only if that last-bit difference moves m across a float32 rounding
+        boundary and the uniform draw sits exactly at the threshold."""
         lay = self.lay
         c = torch.div(q, lay.P, rounding_mode="floor")
         win = window.view(lay.rows, self.D, lay.P)[c, t]  # [E, P]
@@ -819,6 +832,15 @@ _ACTIVATIONS_ = {"relu": torch.relu_, "sigmoid": torch.sigmoid_}  # in place: no
 _BOUNDED_FLOAT32 = True  # MLP fast path: float32 products with error bounds (exact decisions, see write_bounds)
 _BOUNDS_CHUNK_BYTES = 1 << 22  # float32 hidden activations per chunk of write_bounds
 _SAFETY = 1.25  # widens every error bound (covers the rounding of the bound's own arithmetic)
+_BOUNDS_MAX_MAGNITUDE = 2.0 ** 64  # larger possible sums (float32 overflows at 2^128) use the float64 path
+_UNDERFLOW = 2.0 ** -149  # float32's smallest subnormal: the absolute error of one underflowing operation
+
+
+def _full_float32_products(device: torch.device) -> bool:
+    """Whether float32 matrix products on ``device`` round like IEEE float32 (the bounds assume it)."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and not torch.backends.cuda.matmul.allow_tf32)
 
 
 def _gamma(n: int) -> float:
