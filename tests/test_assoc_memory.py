@@ -178,3 +178,58 @@ def test_divergence_rolls_back_and_reruns_with_clipping(tmp_path, monkeypatch):
     a, _ = load_assoc(rescued.last_path)
     b, _ = load_assoc(clipped.last_path)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def _pattern_file(path, images):
+    import numpy as np
+
+    np.save(path, images)
+    return path
+
+
+def test_training_on_a_pattern_file_records_and_checks_it(tmp_path):
+    import numpy as np
+
+    from workbench.data.spike_patterns import render_images
+
+    images = render_images()[[6, 7, 8]]  # three of our images: a different task with its own baseline
+    patterns_file = _pattern_file(tmp_path / "three.npy", images)
+    run = train_assoc(_tiny(epochs=1, patterns_file=str(patterns_file)), tmp_path / "run", progress=False)
+    _, config = load_assoc(run.best_path)
+    assert config["training"]["patterns_file"] == str(patterns_file)
+    assert len(config["training"]["patterns_sha256"]) == 64
+    own = silent_baselines(make_patterns(images)[:, :100]).mean().item()
+    assert run.history["silent_baseline"] == pytest.approx(own)
+    result = evaluate_checkpoint(run.best_path, n=6)
+    assert result["splits"]["clean"]["n_cues"] == 3 and result["silent_baseline"] == pytest.approx(own, rel=0.5)
+    assert result["patterns_file"] == str(patterns_file)
+
+    moved = tmp_path / "moved.npy"
+    patterns_file.rename(moved)
+    with pytest.raises(FileNotFoundError, match="--patterns"):
+        evaluate_checkpoint(run.best_path, n=6)
+    assert evaluate_checkpoint(run.best_path, n=6, patterns_file=moved)["loss"] == result["loss"]
+    _pattern_file(moved, np.flip(images, axis=2))
+    with pytest.raises(ValueError, match="differs"):
+        evaluate_checkpoint(run.best_path, n=6, patterns_file=moved)
+
+
+def test_pattern_files_are_validated(tmp_path):
+    import numpy as np
+
+    from workbench.data.spike_patterns import load_pattern_images, render_images, save_patterns
+
+    written = save_patterns(tmp_path / "ours")["images"]
+    assert np.array_equal(load_pattern_images(written), render_images() != 0)
+    with pytest.raises(FileNotFoundError, match="assoc-patterns"):
+        load_pattern_images(tmp_path / "none.npy")
+    with pytest.raises(ValueError, match=r"\[P, 300, 300\]"):
+        load_pattern_images(_pattern_file(tmp_path / "flat.npy", np.zeros((2, 300))))
+    with pytest.raises(ValueError, match="NaN"):
+        load_pattern_images(_pattern_file(tmp_path / "nan.npy", np.full((1, 300, 300), np.nan)))
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    with pytest.raises(ValueError, match="readable"):
+        load_pattern_images(tmp_path / "junk.npy")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="'images'"):
+        load_pattern_images(tmp_path / "other.npz")

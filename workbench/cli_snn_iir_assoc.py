@@ -13,17 +13,20 @@ from workbench.cli import _add
 
 
 def assoc_train(args: argparse.Namespace) -> int:
-    from workbench.experiments.snn_iir_assoc import PRESETS, smoke_config, train_assoc
+    from workbench.experiments.snn_iir_assoc import PRESETS, smoke_config, train_assoc, with_patterns_file
     from workbench.runtime import configure_threads
 
     threads = configure_threads(args.threads)
     config = smoke_config() if args.smoke else PRESETS[args.preset]
     changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
                                  ("max_iters", args.max_iters), ("parametrisation", args.parametrisation),
-                                 ("clip_grad_norm", args.clip_grad_norm)) if v is not None}
+                                 ("clip_grad_norm", args.clip_grad_norm), ("torch_seed", args.seed),
+                                 ("cue_seed", args.cue_seed)) if v is not None}
     if args.no_fallback:
         changes["fallback"] = "off"
     config = dataclasses.replace(config, **changes)
+    if args.patterns is not None:
+        config = with_patterns_file(config, args.patterns)
     out = args.out or Path("runs") / "snn_iir" / config.preset
     print(f"snn-iir assoc-train {config.preset}: {config.epochs} epochs x {config.iterations_per_epoch} iterations "
           f"(batch {config.batch_size}, T {config.steps}); threads {threads}; out {out}", flush=True)
@@ -45,7 +48,7 @@ def assoc_eval(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     splits = [args.split] + [s for s in ("test", "clean") if s != args.split]
     result = evaluate_checkpoint(args.checkpoint, splits=splits, n=args.n, batch_size=args.batch_size,
-                                 device=args.device)
+                                 device=args.device, patterns_file=args.patterns)
     for name, s in result["splits"].items():
         print(f"{name:<5} {s['n_cues']:>5} cues: loss {s['loss']:.5f} (silent baseline {s['silent_baseline']:.5f}); "
               f"precision/recall (±{s['tolerance_steps']}) {s['precision']:.3f}/{s['recall']:.3f}; identification "
@@ -86,6 +89,11 @@ def register_assoc(group_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parametrisation", default=None, choices=["free", "stable"])
     p.add_argument("--clip-grad-norm", type=float, default=None, help="gradient-norm clipping from the start")
     p.add_argument("--no-fallback", action="store_true", help="never roll back and escalate on divergence")
+    p.add_argument("--seed", type=int, default=None, help="model-initialisation seed (default 2, the reference's)")
+    p.add_argument("--cue-seed", type=int, default=None, help="seed of the training cues (default 0)")
+    p.add_argument("--patterns", type=Path, default=None,
+                   help="train on these pattern images instead of the project's ten: a [P, 300, 300] .npy, or an "
+                   ".npz with key 'images' (row = neuron, column = time; the lattice mask is applied)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on <= 2 cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -98,6 +106,8 @@ def register_assoc(group_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["test", "val", "clean"], help="main split (default test)")
     p.add_argument("--n", type=int, default=None, help="number of corrupted cues (default: the split's size)")
     p.add_argument("--batch-size", type=int, default=64, help="cues per batch (results do not depend on it)")
+    p.add_argument("--patterns", type=Path, default=None,
+                   help="the pattern file a memory was trained with, when it has moved (its SHA-256 must match)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on <= 2 cores)")
 

@@ -34,7 +34,7 @@ from workbench.rng import row_keys, uniform, uniform_at
 
 __all__ = ["SIZE", "DELAY", "NAMES", "CorruptionParams", "render_images", "lattice_mask", "make_patterns",
            "delayed_target", "filtered", "silent_baseline", "silent_baselines", "corrupt", "corrupted_cues",
-           "contact_sheet", "write_png", "save_patterns"]
+           "contact_sheet", "write_png", "save_patterns", "load_pattern_images", "file_sha256"]
 
 SIZE = 300  # neurons = time steps
 STROKE = 30.0  # stroke width in px
@@ -319,3 +319,46 @@ def save_patterns(out_dir: str | os.PathLike = Path("data/spike_patterns")) -> d
             np.savez_compressed(fh, images=images, names=np.array(NAMES))
     png = write_png(out / "contact_sheet.png", contact_sheet(images))
     return {"images": npy, "contact_sheet": png}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (records which pattern file a memory was trained on)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_pattern_images(path: str | os.PathLike) -> np.ndarray:
+    """Binary pattern images ``[P, 300, 300]`` (row = neuron, column = time) from a ``.npy`` array or a
+    ``.npz`` with key ``images`` (the layout ``save_patterns`` writes). Nonzero = on; ``make_patterns``
+    then applies the lattice mask (idempotent for rasters that are already masked)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pattern file {path} not found; write one with `hnnwb snn-iir assoc-patterns` "
+                                f"(data/spike_patterns/patterns.npz) or save a [P, {SIZE}, {SIZE}] array with np.save")
+    images = _read_array_file(path)
+    if images.ndim != 3 or images.shape[1:] != (SIZE, SIZE) or images.shape[0] < 1:
+        raise ValueError(f"{path}: pattern images must be [P, {SIZE}, {SIZE}] (row = neuron, column = time), "
+                         f"got shape {images.shape}")
+    if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
+        raise ValueError(f"{path}: pattern images must be numeric or boolean, got dtype {images.dtype}")
+    if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+        raise ValueError(f"{path}: pattern images contain NaN or infinite values")
+    return images != 0
+
+
+def _read_array_file(path: Path) -> np.ndarray:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for a corrupt or foreign file
+        raise ValueError(f"{path} is not a readable .npy/.npz array file ({exc})") from exc
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        if "images" not in loaded.files:
+            raise ValueError(f"{path} is an .npz without an 'images' array (keys: {sorted(loaded.files)})")
+        return np.asarray(loaded["images"])

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from workbench.checkpoints import CheckpointError, load_checkpoint, load_for_resume
 from workbench.checks import require_choice, require_positive
-from workbench.data.spike_patterns import (CorruptionParams, corrupt, delayed_target, make_patterns,
+from workbench.data.spike_patterns import (CorruptionParams, corrupt, delayed_target, file_sha256,
+                                           load_pattern_images, make_patterns,
                                            silent_baselines)
 from workbench.experiments.snn_iir import RunResult, save_epoch
 from workbench.models.assoc_memory import AssocSNN, assoc_loss
@@ -77,6 +78,8 @@ class AssocConfig:
     fallback: str = "auto"  # "auto": roll back and escalate on divergence; "off": never
     diverge_factor: float = 5.0  # batch loss above diverge_factor x silent baseline counts as divergence
     eval_batch: int = 64
+    patterns_file: str | None = None  # None: the project's ten patterns; else a [P, 300, 300] .npy/.npz of images
+    patterns_sha256: str | None = None  # recorded by train_assoc so evaluation can check it reads the same file
 
     def __post_init__(self) -> None:
         require_choice("parametrisation", self.parametrisation, ("free", "stable"))
@@ -133,9 +136,29 @@ def _progress(total: int, progress: bool, desc: str, unit: str = "it"):
     return tqdm(total=total, desc=desc, unit=unit, disable=not (progress and interactive), leave=False)
 
 
-def task_patterns(steps: int = 300) -> torch.Tensor:
-    """The ten stored patterns cropped to the first ``steps`` steps, ``[10, steps, 300]``."""
-    return make_patterns()[:, :steps].contiguous()
+def task_patterns(steps: int = 300, patterns_file: str | os.PathLike | None = None,
+                  sha256: str | None = None) -> torch.Tensor:
+    """The stored patterns cropped to the first ``steps`` steps, ``[P, steps, 300]``: the project's ten, or
+    the images in ``patterns_file`` (checked against ``sha256`` when given)."""
+    if patterns_file is None:
+        return make_patterns()[:, :steps].contiguous()
+    if sha256 is not None and Path(patterns_file).is_file() and file_sha256(patterns_file) != sha256:
+        raise ValueError(f"pattern file {patterns_file} differs from the one the memory was trained on (sha256 "
+                         f"{sha256[:12]}...); pass the original file with --patterns")
+    return make_patterns(load_pattern_images(patterns_file))[:, :steps].contiguous()
+
+
+def config_patterns(config: AssocConfig) -> torch.Tensor:
+    """The patterns a training config names (the project's ten unless ``patterns_file`` is set)."""
+    return task_patterns(config.steps, config.patterns_file, config.patterns_sha256)
+
+
+def with_patterns_file(config: AssocConfig, patterns_file: str | os.PathLike | None) -> AssocConfig:
+    """``config`` training on ``patterns_file`` (None keeps the project's patterns), its SHA-256 recorded."""
+    if patterns_file is None:
+        return dataclasses.replace(config, patterns_file=None, patterns_sha256=None)
+    load_pattern_images(patterns_file)  # fail early on a missing or malformed file
+    return dataclasses.replace(config, patterns_file=str(patterns_file), patterns_sha256=file_sha256(patterns_file))
 
 
 def _build(config: AssocConfig) -> AssocSNN:
@@ -257,7 +280,9 @@ def train_assoc(config: AssocConfig | str, out_dir: str | os.PathLike, *, resume
     out.mkdir(parents=True, exist_ok=True)
     best_path, last_path, history_path = out / "best.pt", out / "last.pt", out / "history.json"
     dev = torch.device(device)
-    patterns = task_patterns(config.steps)
+    if config.patterns_file is not None and config.patterns_sha256 is None:
+        config = with_patterns_file(config, config.patterns_file)
+    patterns = config_patterns(config)
     baseline = float(silent_baselines(patterns).mean())
     patterns = patterns.to(dev)
     model = _build(config).to(dev)
@@ -423,16 +448,26 @@ def evaluate_assoc(model: AssocSNN, patterns: torch.Tensor, cues: torch.Tensor, 
 
 
 def evaluate_checkpoint(path: str | os.PathLike | None = None, *, splits: Sequence[str] = ("test", "clean"),
-                        n: int | None = None, batch_size: int = 64,
-                        device: str | torch.device = "cpu") -> dict[str, Any]:
+                        n: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
+                        patterns_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """RESULT.json content: ``loss`` (test, freshly corrupted cues) beside ``silent_baseline``, plus
-    per-split details (``splits[name]``) and the filters' max pole modulus."""
+    per-split details (``splits[name]``) and the filters' max pole modulus.
+
+    A memory trained on a pattern file is scored on that file (its recorded path, or ``patterns_file``
+    when it has moved; the SHA-256 must match)."""
     model, config = load_assoc(path, device=device)
     training = AssocConfig(**{**config["training"], "milestones": tuple(config["training"]["milestones"]),
                               "hidden": tuple(config["training"]["hidden"])})
-    patterns = task_patterns(training.steps)
+    if patterns_file is not None:
+        if training.patterns_sha256 is None:
+            raise ValueError("this memory was trained on the project's own patterns; drop --patterns")
+        training = dataclasses.replace(training, patterns_file=str(patterns_file))
+    elif training.patterns_file is not None and not Path(training.patterns_file).is_file():
+        raise FileNotFoundError(f"the memory was trained on {training.patterns_file}, which is not there; pass "
+                                "the file with --patterns")
+    patterns = config_patterns(training)
     result: dict[str, Any] = {"checkpoint": str(path if path is not None else shipped_checkpoint()),
-                              "preset": training.preset, "max_pole_modulus": model.max_pole_modulus(), "splits": {}}
+                              "preset": training.preset, "patterns_file": training.patterns_file, "max_pole_modulus": model.max_pole_modulus(), "splits": {}}
     for split in splits:
         cues, ids = cue_set(patterns, split, training, n)
         result["splits"][split] = {**evaluate_assoc(model, patterns, cues, ids, batch_size=batch_size),
