@@ -123,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", default=None, choices=["twice", "once", "none"], help="augmentation (default twice)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default 64)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--parametrisation", default=None, choices=["free", "stable"],
+    p.add_argument("--parametrisation", default=None, choices=["free", "stable", "projected"],
                    help="IIR coefficient parametrisation (default free, the reference's)")
     p.add_argument("--no-test", action="store_true", help="do not score the best epoch on the test set at the end")
     _add_common(p)

@@ -86,7 +86,9 @@ def register_assoc(group_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-iters", type=int, default=None, help="cap on iterations per epoch")
-    p.add_argument("--parametrisation", default=None, choices=["free", "stable"])
+    p.add_argument("--parametrisation", default=None, choices=["free", "stable", "projected"],
+                   help="filter coefficients: free (the reference's), stable (sigmoid decays, real poles in (0, 1)) or "
+                   "projected (free steps, poles pulled inside |z| <= 0.995 after every step)")
     p.add_argument("--clip-grad-norm", type=float, default=None, help="gradient-norm clipping from the start")
     p.add_argument("--no-fallback", action="store_true", help="never roll back and escalate on divergence")
     p.add_argument("--seed", type=int, default=None, help="model-initialisation seed (default 2, the reference's)")

@@ -34,6 +34,7 @@ from workbench.checkpoints import CheckpointError, load_checkpoint, load_for_res
 from workbench.checks import require_choice
 from workbench.fileio import write_json
 from workbench.models.snn_mlp import MODELS, SNNMLP, build_model, predict, spike_counts, tie_mask
+from workbench.models.snn_layers import project_filters_
 
 AUGMENTS = ("twice", "once", "none")
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints"
@@ -263,6 +264,7 @@ def train_epoch(model: SNNMLP, optimiser: torch.optim.Optimizer, split: Split, c
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            project_filters_(model)
             total_loss += float(loss.detach()) * len(idx)
             correct += int((predict(counts.detach()) == labels).sum())
             seen += len(idx)

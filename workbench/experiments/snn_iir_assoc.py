@@ -42,6 +42,8 @@ from workbench.data.spike_patterns import (CorruptionParams, corrupt, delayed_ta
                                            silent_baselines)
 from workbench.experiments.snn_iir import RunResult, save_epoch
 from workbench.models.assoc_memory import AssocSNN, assoc_loss
+from workbench.models.snn_layers import project_filters_
+from workbench.neurons.iir import PARAMETRISATIONS
 
 __all__ = ["AssocConfig", "PRESETS", "smoke_config", "AssocResult", "train_assoc", "load_assoc", "evaluate_assoc",
            "evaluate_checkpoint", "cue_set", "task_patterns", "corruption_sweep", "recall_examples",
@@ -82,7 +84,7 @@ class AssocConfig:
     patterns_sha256: str | None = None  # recorded by train_assoc so evaluation can check it reads the same file
 
     def __post_init__(self) -> None:
-        require_choice("parametrisation", self.parametrisation, ("free", "stable"))
+        require_choice("parametrisation", self.parametrisation, PARAMETRISATIONS)
         require_choice("fallback", self.fallback, ("auto", "off"))
         for name in ("epochs", "items_per_epoch", "batch_size", "steps", "val_n", "test_n", "eval_batch"):
             if int(getattr(self, name)) < 1:
@@ -243,6 +245,7 @@ def train_epoch(model: AssocSNN, optimiser: torch.optim.Optimizer, patterns: tor
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimiser.step()
+            project_filters_(model)
             losses.append(value)
             spikes.append(float(out.detach().sum()) / len(idx))
             bar.set_postfix(loss=f"{value:.4f}")

@@ -17,6 +17,7 @@ from torch import nn
 
 from workbench.checks import check_sequence, require_choice
 from workbench.models.snn_layers import IIRDense, ReadoutFilter, max_pole_modulus
+from workbench.neurons.iir import PARAMETRISATIONS
 
 __all__ = ["AssocSNN", "assoc_loss"]
 
@@ -40,7 +41,7 @@ class AssocSNN(nn.Module):
         if sizes[0] != sizes[-1]:
             raise ValueError(f"an associative memory maps a pattern to itself: sizes[0] ({sizes[0]}) must equal "
                              f"sizes[-1] ({sizes[-1]})")
-        require_choice("parametrisation", parametrisation, ("free", "stable"))
+        require_choice("parametrisation", parametrisation, PARAMETRISATIONS)
         self._config = dict(sizes=list(sizes), tau_m=float(tau_m), tau_s=float(tau_s), parametrisation=parametrisation,
                             readout_tau_m=float(readout_tau_m), readout_tau_s=float(readout_tau_s), impl=impl)
         self.sizes = sizes

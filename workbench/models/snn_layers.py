@@ -40,7 +40,8 @@ from workbench.neurons.iir import (
 from workbench.neurons.surrogate import SpikeFunction, surrogate
 
 __all__ = ["PSP_KINDS", "LayerRecord", "IIRDense", "IIRSynapseDense", "IIRConv2d", "IIRAvgPool2d",
-           "ReadoutFilter", "iir_neuron_fast", "iir2_fast", "apply_psp", "run_neuron", "make_psp", "max_pole_modulus"]
+           "ReadoutFilter", "iir_neuron_fast", "iir2_fast", "apply_psp", "run_neuron", "make_psp", "max_pole_modulus",
+           "project_filters_"]
 
 PSP_KINDS = ("dual_exp", "low_pass", "none")
 LAYER_IMPLS = ("auto", "conv", "loop")
@@ -386,6 +387,12 @@ class ReadoutFilter(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 # Pole monitor
 # ----------------------------------------------------------------------------------------------------
+
+
+def project_filters_(module: nn.Module) -> int:
+    """Apply ``DualExpIIR.project_`` to every "projected" filter in ``module`` (call after each optimiser step);
+    returns the number of channels moved."""
+    return sum(m.project_() for m in module.modules() if isinstance(m, DualExpIIR))
 
 
 def max_pole_modulus(module: nn.Module) -> float:

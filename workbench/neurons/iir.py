@@ -33,7 +33,8 @@ from torch import nn
 from workbench.checks import check_sequence, require_choice, require_finite, require_positive
 from workbench.neurons.surrogate import SpikeFn, resolve_spike_fn
 
-PARAMETRISATIONS = ("free", "stable")
+PARAMETRISATIONS = ("free", "stable", "projected")
+PROJECTED_MAX_MODULUS = 0.995  # "projected": pole moduli are clipped to this after every optimiser step
 IMPLS = ("auto", "conv", "loop")
 
 
@@ -232,6 +233,30 @@ def low_pass_impulse(alpha: torch.Tensor, T: int) -> torch.Tensor:
     return _impulse(low_pass_step, alpha, alpha.shape, T, alpha)
 
 
+def project_poles_(alpha_1: torch.Tensor, alpha_2: torch.Tensor, max_modulus: float = PROJECTED_MAX_MODULUS) -> int:
+    """Move the roots of z² - α1·z - α2 inside |z| <= ``max_modulus``, in place; returns how many channels moved.
+
+    Real roots are clipped to [-max_modulus, max_modulus] one by one; a complex pair keeps its angle and takes
+    modulus ``max_modulus``. Channels already inside are untouched, so the projection is idempotent."""
+    if not 0.0 < max_modulus < 1.0:
+        raise ValueError(f"max_modulus must lie in (0, 1), got {max_modulus}")
+    with torch.no_grad():
+        a1, a2 = alpha_1.detach(), alpha_2.detach()
+        disc = a1 * a1 + 4.0 * a2
+        real = disc >= 0
+        root = disc.clamp(min=0.0).sqrt()
+        r1 = ((a1 + root) / 2.0).clamp(-max_modulus, max_modulus)
+        r2 = ((a1 - root) / 2.0).clamp(-max_modulus, max_modulus)
+        modulus = (-a2).clamp(min=0.0).sqrt()
+        scale = (max_modulus / modulus.clamp(min=max_modulus)).clamp(max=1.0)
+        outside = iir_pole_moduli(IIRCoefficients(a1, a2, a1)) > max_modulus
+        new_a1 = torch.where(real, r1 + r2, a1 * scale)
+        new_a2 = torch.where(real, -r1 * r2, a2 * scale * scale)
+        alpha_1.copy_(torch.where(outside, new_a1, a1))
+        alpha_2.copy_(torch.where(outside, new_a2, a2))
+    return int(outside.sum())
+
+
 def iir_pole_moduli(coeffs: IIRCoefficients) -> torch.Tensor:
     """Per-channel largest modulus of the roots of z² - α1·z - α2 (the filter is stable iff < 1)."""
     a1, a2 = coeffs.alpha_1.detach(), coeffs.alpha_2.detach()
@@ -374,6 +399,8 @@ class DualExpIIR(_Filter):
 
     ``parametrisation="free"`` trains α1, α2, β1 directly (faithful). ``"stable"`` trains θm, θs, g with
     dm = sigmoid(θm), ds = sigmoid(θs), β1 = g·(dm - ds): both poles stay real and in (0, 1).
+    ``"projected"`` trains α1, α2, β1 like "free" (same step sizes, complex poles allowed) and ``project_()``,
+    called by the trainers after every optimiser step, pulls the poles back inside |z| <= 0.995.
     """
 
     def __init__(
@@ -391,7 +418,7 @@ class DualExpIIR(_Filter):
         self.impl = impl
         p = self.params
         full = lambda v: torch.full(self.shape, float(v))  # noqa: E731
-        if p.parametrisation == "free":
+        if p.parametrisation in ("free", "projected"):
             init = p.coefficients(self.shape)
             for name, value in zip(IIRCoefficients._fields, init):
                 self._tensor(name, value, trainable)
@@ -401,13 +428,19 @@ class DualExpIIR(_Filter):
             self._tensor("gain", full(p.gain), trainable)
 
     def coefficients(self) -> IIRCoefficients:
-        if self.params.parametrisation == "free":
+        if self.params.parametrisation in ("free", "projected"):
             return IIRCoefficients(self.alpha_1, self.alpha_2, self.beta_1)
         dm, ds = torch.sigmoid(self.theta_m), torch.sigmoid(self.theta_s)
         return IIRCoefficients(dm + ds, -dm * ds, self.gain * (dm - ds))
 
     def impulse_response(self, T: int) -> torch.Tensor:
         return dual_exp_iir_impulse(self.coefficients(), T)
+
+    def project_(self, max_modulus: float = PROJECTED_MAX_MODULUS) -> int:
+        """Pull the poles inside |z| <= ``max_modulus`` ("projected" only; a no-op returning 0 otherwise)."""
+        if self.params.parametrisation != "projected":
+            return 0
+        return project_poles_(self.alpha_1.data, self.alpha_2.data, max_modulus)
 
     def max_pole_modulus(self) -> float:
         """Largest pole modulus over channels (log it per epoch; >= 1 means unstable)."""
