@@ -233,3 +233,13 @@ def test_pattern_files_are_validated(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(ValueError, match="'images'"):
         load_pattern_images(tmp_path / "other.npz")
+
+
+def test_shipped_memory_recalls_below_the_target_loss():
+    # guards the shipped checkpoint against drift in the model, the filters or the cue generator
+    from workbench.experiments.snn_iir_assoc import shipped_checkpoint
+
+    result = evaluate_checkpoint(shipped_checkpoint(), splits=("test",), n=64)
+    assert result["max_pole_modulus"] <= 0.995 + 1e-6
+    assert result["loss"] <= 0.005 < 0.1 < result["silent_baseline"]
+    assert result["splits"]["test"]["identification"] == 1.0
