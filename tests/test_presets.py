@@ -194,3 +194,32 @@ def test_shipped_weights_load_and_reconstruct_single_objects(name):
         with torch.no_grad():
             recon = dae(x)[0]
         assert ((recon > 0.5) == (x > 0.5)).float().mean() > 0.98
+
+
+def test_preset_with_changes_only_the_named_ingredients():
+    from workbench.models.presets import preset_with
+
+    base = DAE_PRESETS["corners"]
+    assert preset_with("corners") is base
+    ablated = preset_with("corners", lr=0.1, batch_size=96, hidden=100)
+    assert (ablated.lr, ablated.batch_size, ablated.sizes) == (0.1, 96, (784, 100, 784))
+    assert replace(ablated, lr=base.lr, batch_size=base.batch_size, sizes=base.sizes) == base
+    with pytest.raises(ValueError, match="one-hidden-layer"):
+        preset_with("shapes", hidden=100)
+    with pytest.raises(ValueError, match="lr must be"):
+        preset_with("corners", lr=float("nan"))
+    with pytest.raises(ValueError, match="batch_size must be"):
+        preset_with("corners", batch_size=0)
+
+
+def test_ablation_run_records_its_recipe_and_cannot_be_shipped(singles_file, tmp_path, capsys):
+    from workbench.models.presets import main
+
+    main(["bars", "--data", str(singles_file), "--out", str(tmp_path / "run"), "--epochs", "2", "--no-progress",
+          "--lr", "0.05", "--hidden", "32"])
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt.config["training"]["lr"] == 0.05 and ckpt.config["kwargs"]["sizes"] == [400, 32, 400]
+    assert ckpt.state_dict["encoder.0.weight"].shape == (32, 400)
+    with pytest.raises(SystemExit):
+        main(["bars", "--data", str(singles_file), "--out", str(tmp_path / "x"), "--lr", "0.05", "--ship"])
+    assert "--ship writes the preset's own recipe" in capsys.readouterr().err

@@ -11,7 +11,8 @@ Command line (the same run)::
     python -m workbench.models.presets shapes --data data/shapes.h5 --out runs/shapes [--ship]
 
 ``--ship`` also writes the best epoch to ``data/checkpoints/dasbe_<name>.pt``; ``shipped_checkpoint(name)``
-finds those files.
+finds those files. Ablations change one ingredient of the recipe (``preset_with``; ``--lr``, ``--batch-size``,
+``--hidden``); such runs record the changed recipe in their checkpoints and are never shipped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,8 +37,8 @@ from workbench.models.rbae import RBAE, corrupt_sequences, next_frame_mse, tbptt
 from workbench.models.spiking_dae import SpikingDAE, bcdae_loss, bcdae_val_loss, clr_loss
 from workbench.runtime import resolve_device
 
-__all__ = ["DaePreset", "DAE_PRESETS", "TrainResult", "build_dae", "get_preset", "train_preset", "shipped_checkpoint",
-           "export_checkpoint", "CHECKPOINT_DIR"]
+__all__ = ["DaePreset", "DAE_PRESETS", "TrainResult", "build_dae", "get_preset", "preset_with", "train_preset",
+           "shipped_checkpoint", "export_checkpoint", "CHECKPOINT_DIR"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints"
 MODELS: dict[str, type[nn.Module]] = {"MLPDAE": MLPDAE, "SpikingDAE": SpikingDAE, "RBAE": RBAE}
@@ -174,6 +175,33 @@ def get_preset(name: str | DaePreset) -> DaePreset:
     if name not in DAE_PRESETS:
         raise ValueError(f"unknown DAE preset {name!r}; choose one of {sorted(DAE_PRESETS)}")
     return DAE_PRESETS[name]
+
+
+def preset_with(name: str | DaePreset, *, lr: float | None = None, batch_size: int | None = None,
+                hidden: int | None = None) -> DaePreset:
+    """Preset ``name`` with some of its recipe replaced (for ablations; None keeps the preset's value).
+
+    ``hidden`` sets the code width of a one-hidden-layer net (``sizes = (N, hidden, N)``); deeper nets are
+    changed with ``dataclasses.replace(preset, sizes=...)``.
+    """
+    preset = get_preset(name)
+    changes: dict[str, Any] = {}
+    if lr is not None:
+        if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        changes["lr"] = float(lr)
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        changes["batch_size"] = int(batch_size)
+    if hidden is not None:
+        if len(preset.sizes) != 3 or preset.model != "MLPDAE":
+            raise ValueError(f"hidden applies to one-hidden-layer MLP DAEs; preset {preset.name!r} has sizes "
+                             f"{preset.sizes} (use dataclasses.replace(preset, sizes=...))")
+        if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
+            raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
+        changes["sizes"] = (preset.sizes[0], int(hidden), preset.sizes[-1])
+    return replace(preset, **changes) if changes else preset
 
 
 def build_dae(name: str | DaePreset, *, seed: int | None = None) -> nn.Module:
@@ -435,9 +463,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
     parser.add_argument("--ship", action="store_true", help="also write data/checkpoints/dasbe_<name>.pt")
     parser.add_argument("--no-progress", action="store_true")
+    ablation = parser.add_argument_group("ablations (change the recipe; such runs cannot be shipped)")
+    ablation.add_argument("--lr", type=float, default=None, help="initial learning rate")
+    ablation.add_argument("--batch-size", type=int, default=None)
+    ablation.add_argument("--hidden", type=int, default=None, help="code width of a one-hidden-layer DAE")
     args = parser.parse_args(argv)
+    changed = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("hidden", args.hidden))
+               if v is not None}
+    if changed and args.ship:
+        parser.error(f"--ship writes the preset's own recipe to data/checkpoints; drop {sorted(changed)} or --ship")
+    try:
+        preset = preset_with(args.name, **changed)
+    except ValueError as exc:
+        parser.error(str(exc))
     configure_threads(args.threads)
-    result = train_preset(args.name, args.data, args.out, seed=args.seed, epochs=args.epochs, device=args.device,
+    result = train_preset(preset, args.data, args.out, seed=args.seed, epochs=args.epochs, device=args.device,
                           progress=not args.no_progress, resume=args.resume)
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     if args.ship:
