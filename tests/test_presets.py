@@ -210,6 +210,8 @@ def test_preset_with_changes_only_the_named_ingredients():
         preset_with("corners", lr=float("nan"))
     with pytest.raises(ValueError, match="batch_size must be"):
         preset_with("corners", batch_size=0)
+    with pytest.raises(ValueError, match="hidden must be an integer >= 1, got True"):
+        preset_with("corners", hidden=True)
 
 
 def test_ablation_run_records_its_recipe_and_cannot_be_shipped(singles_file, tmp_path, capsys):

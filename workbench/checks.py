@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 def require_finite(name: str, value: float) -> float:
@@ -23,6 +24,13 @@ def require_positive(name: str, value: float) -> float:
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}; pass a positive number")
     return value
+
+
+def require_positive_int(name: str, value: Any) -> int:
+    """``value`` as an int when it is an integer >= 1 (numpy integers too; bools and floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def require_nonnegative(name: str, value: float) -> float:

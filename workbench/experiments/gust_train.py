@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from workbench.checks import require_positive_int
 from workbench.fileio import write_json
 from workbench.models.gust import (GustNet, GustParams, count_parameters, generator_draws, gust_config,
                                    gust_dynamics, gust_loss)
@@ -91,9 +92,7 @@ class GustTrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "cycles", "n_train", "n_val", "val_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            require_positive_int(name, getattr(self, name))
         for name in ("score_every", "score_images", "score_cycles"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from workbench import rng
+from workbench.checks import require_positive_int
 from workbench.neurons.stochastic import StochasticParams, StochasticState, stochastic_step
 from workbench.record import SpikeRecord
 from workbench.rng import Stream
@@ -81,10 +82,7 @@ class GustParams:
 
     def __post_init__(self) -> None:
         for name in ("n_pixels", "hidden", "slots", "tau_rfr", "enc_hidden", "dec_hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"GustParams.{name} must be an integer >= 1, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, require_positive_int(f"GustParams.{name}", getattr(self, name)))
         if not 0.0 <= float(self.keep_p) <= 1.0:
             raise ValueError(f"GustParams.keep_p must lie in [0, 1], got {self.keep_p!r}")
         if not isinstance(self.surrogate, str):
@@ -469,8 +467,7 @@ def run_gust(net: GustNet, images: Any, *, cycles: int = 30, seed: int | Sequenc
     if N != p.n_pixels:
         raise ValueError(f"images have {N} pixels but the network has n_pixels={p.n_pixels}; "
                          f"resize the images or build GustNet(GustParams(n_pixels={N}))")
-    if isinstance(cycles, bool) or not isinstance(cycles, (int, np.integer)) or cycles < 1:
-        raise ValueError(f"cycles must be an integer >= 1, got {cycles!r}")
+    cycles = require_positive_int("cycles", cycles)
     if trace and not record:
         raise ValueError("trace=True shares the run's SpikeRecord; pass record=True (the default)")
     device = torch.device(device)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from workbench.checkpoints import load_checkpoint, load_for_resume, save_checkpoint
+from workbench.checks import require_positive, require_positive_int
 from workbench.data.store import DatasetNotFoundError, list_splits, read_split
 from workbench.fileio import write_json
 from workbench.models.dae import (DASBE_LR_STEPS, MLPDAE, EpochEnd, TrainHistory, _train_epoch, _validation_score,
@@ -187,20 +188,14 @@ def preset_with(name: str | DaePreset, *, lr: float | None = None, batch_size: i
     preset = get_preset(name)
     changes: dict[str, Any] = {}
     if lr is not None:
-        if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-        changes["lr"] = float(lr)
+        changes["lr"] = require_positive("lr", lr)
     if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        changes["batch_size"] = int(batch_size)
+        changes["batch_size"] = require_positive_int("batch_size", batch_size)
     if hidden is not None:
         if len(preset.sizes) != 3 or preset.model != "MLPDAE":
             raise ValueError(f"hidden applies to one-hidden-layer MLP DAEs; preset {preset.name!r} has sizes "
                              f"{preset.sizes} (use dataclasses.replace(preset, sizes=...))")
-        if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
-            raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
-        changes["sizes"] = (preset.sizes[0], int(hidden), preset.sizes[-1])
+        changes["sizes"] = (preset.sizes[0], require_positive_int("hidden", hidden), preset.sizes[-1])
     return replace(preset, **changes) if changes else preset
 
 
