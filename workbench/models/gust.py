@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -483,13 +482,13 @@ def run_gust(net: GustNet, images: Any, *, cycles: int = 30, seed: int | Sequenc
     with ctx:
         h0 = initial_hidden(seeds, ids, p, device)
         draws = counter_draws(seeds, ids, N, p.keep_p, device)
-        dyn = gust_dynamics(net, rows, h0, int(cycles), draws, record=record, mlp_dtype=mlp_dtype, trace=trace)
+        dyn = gust_dynamics(net, rows, h0, cycles, draws, record=record, mlp_dtype=mlp_dtype, trace=trace)
     rec = None
     if record:
         spikes = torch.stack(dyn.cycle_spikes, 0)  # [cycles, rows, T, N]
         spikes = spikes.permute(0, 2, 1, 3).reshape(cycles * p.slots, len(rows), N).cpu()
         rec = SpikeRecord(spikes, image_shape=shape, cycle=p.slots, labels=lab, images=rows.detach().cpu(),
-                          meta={"model": "gust", "params": p.to_dict(), "cycles": int(cycles),
+                          meta={"model": "gust", "params": p.to_dict(), "cycles": cycles,
                                 "seeds": seeds.tolist(), "image_ids": ids.tolist()})
     tr = None
     if trace:
