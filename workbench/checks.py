@@ -33,6 +33,13 @@ def require_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def require_nonnegative_int(name: str, value: Any) -> int:
+    """``value`` as an int when it is an integer >= 0 (numpy integers too; bools and floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def require_nonnegative(name: str, value: float) -> float:
     value = require_finite(name, value)
     if value < 0:

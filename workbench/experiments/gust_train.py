@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from workbench.checks import require_positive_int
+from workbench.checks import require_nonnegative_int, require_positive_int
 from workbench.fileio import write_json
 from workbench.models.gust import (GustNet, GustParams, count_parameters, generator_draws, gust_config,
                                    gust_dynamics, gust_loss)
@@ -94,9 +94,7 @@ class GustTrainConfig:
         for name in ("batch_size", "epochs", "cycles", "n_train", "n_val", "val_batch_size"):
             require_positive_int(name, getattr(self, name))
         for name in ("score_every", "score_images", "score_cycles"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            require_nonnegative_int(name, getattr(self, name))
         if self.score_every and (self.score_images < 1 or self.score_cycles < 2):
             raise ValueError(f"scoring needs score_images >= 1 and score_cycles >= 2, got "
                              f"{self.score_images}, {self.score_cycles}")
