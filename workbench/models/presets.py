@@ -140,8 +140,9 @@ DAE_PRESETS: dict[str, DaePreset] = {p.name: p for p in (
               loss="bce_contractive", image_shape=(48, 48), dataset="multi_mnist", refractory=12,
               notes="bcdae; 270000/30000 images. Loss BCE (sum) + 1e-4 contractive (true ReLU derivative); "
                     "validation BCE (mean) + 0.001 mean|u| on clean input with fixed noise. Trains without "
-                    "hidden refractoriness. p = 0.6 (the checkpoint name says 0.9). 5-10 min/epoch on 2 CPU cores: "
-                    "train it on a GPU."),
+                    "hidden refractoriness. p = 0.6 (the checkpoint name says 0.9). About 2.8 min/epoch on one CPU "
+                    "thread (measured, shared 2-core machine), so the 200-epoch schedule is ~9 CPU-h: "
+                    "resume it across runs or train it on a GPU."),
     DaePreset("clrnet", model="SpikingDAE", sizes=(784, 600, 400, 350, 1600, 350, 400, 600, 784),
               hidden_act="sigmoid", lr=1e-3, dropout=0.6, batch_size=512, max_epochs=500, patience=100,
               lr_steps=((100, 0.1), (150, 0.1)), loss="clr", image_shape=(28, 28), dataset="shapes",
