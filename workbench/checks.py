@@ -26,18 +26,19 @@ def require_positive(name: str, value: float) -> float:
     return value
 
 
-def require_positive_int(name: str, value: Any) -> int:
-    """``value`` as an int when it is an integer >= 1 (numpy integers too; bools and floats are refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def require_int_at_least(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int when it is an integer >= ``minimum`` (numpy integers too; bools and floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def require_positive_int(name: str, value: Any) -> int:
+    return require_int_at_least(name, value, 1)
 
 
 def require_nonnegative_int(name: str, value: Any) -> int:
-    """``value`` as an int when it is an integer >= 0 (numpy integers too; bools and floats are refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
+    return require_int_at_least(name, value, 0)
 
 
 def require_nonnegative(name: str, value: float) -> float:
