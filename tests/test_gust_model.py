@@ -4,7 +4,6 @@ batch invariance and checkpoints."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -268,9 +267,6 @@ def test_sparse_fast_path_gives_the_same_spikes_prediction_and_gradients():
         gust_dynamics(net, x, h0, 1, draws, sparse=True, mlp_dtype=torch.float64)
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
-
-
 @pytest.mark.parametrize("name, min_ami", [("gust_smoke300", 0.40), ("gust_train_3", 0.60)])
 def test_shipped_nets_load_match_their_history_and_group_objects(tmp_path, name, min_ami):
     """The shipped GUST nets are the paper's network, their best.pt is the best epoch their history logs, and
@@ -278,11 +274,12 @@ def test_shipped_nets_load_match_their_history_and_group_objects(tmp_path, name,
     8 scenes: 0.50 (smoke) and 0.68 (§4 net); the floors leave room for another CPU's rounding."""
     import json
 
+    from workbench.checkpoints import load_checkpoint
     from workbench.data.datasets import dataset_path, make_dataset
     from workbench.experiments.gust import evaluate
-    from workbench.checkpoints import load_checkpoint
+    from workbench.models.presets import CHECKPOINT_DIR
 
-    folder = SHIPPED / name
+    folder = CHECKPOINT_DIR / name
     net = load_gust(folder)
     assert count_parameters(net) == 1_214_624
     assert all(bool(torch.isfinite(p).all()) for p in net.parameters())
