@@ -72,6 +72,8 @@ def test_pure_ann_back_is_clipped_and_validated(bars):
     assert run_pure_ann(ScaleDAE(1.0), bars[0][:1], params, back=9).shape[0] == 10
     with pytest.raises(ValueError, match="back"):
         run_pure_ann(ScaleDAE(1.0), bars[0][:1], params, back=0)
+    with pytest.raises(ValueError, match="back .* must be an integer"):
+        run_pure_ann(ScaleDAE(1.0), bars[0][:1], params, back=2.0)  # a float count is a caller's bug
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         run_pure_ann(ScaleDAE(1.0), 2 * bars[0][:1], params)
 
@@ -128,8 +130,10 @@ def test_pcnn_input_errors(bars):
         run_pcnn(x, (10, 10))
     with pytest.raises(ValueError, match="back_steps"):
         run_pcnn(x, (20, 20), T=10, back_steps=11)
-    with pytest.raises(ValueError, match="T must"):
+    with pytest.raises(ValueError, match=r"T \(PCNN steps\) must"):
         run_pcnn(x, (20, 20), T=0)
+    with pytest.raises(ValueError, match="back_steps must be an integer"):
+        run_pcnn(x, (20, 20), T=10, back_steps=5.0)
 
 
 # --- behaviour with the authors' weights ------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from workbench import rng
+from workbench.checks import require_positive_int
 from workbench.binding.dasbe import (
     DasbeParams,
     _DaeCall,
@@ -57,13 +58,12 @@ def run_pure_ann(dae: Callable[[torch.Tensor], Any], images: Any, params: DasbeP
         dae_dtype: dtype the DAE runs in (float64 rounded to float32 keeps rows batch invariant).
     """
     params = params or DasbeParams.bars()
-    if int(back) != back or back < 1:
-        raise ValueError(f"back must be an integer >= 1 (iterations kept), got {back!r}")
+    back = require_positive_int("back (iterations kept)", back)
     x, _ = _flat_images(images, None)
     B, N = x.shape
     dev = resolve_device(device)
     x_rows, row_seeds, row_ids = (t.to(dev) for t in seed_major_rows(x, seed, image_ids))
-    D, keep = params.delay, min(int(back), params.n_iter)
+    D, keep = params.delay, min(back, params.n_iter)
     first = (params.n_iter - keep) * D
     out = torch.empty(keep * D, len(x_rows), N, dtype=torch.float32, device=dev)
     with _DaeCall(dae, dae_dtype, dev) as call, torch.inference_mode():
@@ -89,10 +89,10 @@ def run_pcnn(images: Any, image_shape: tuple[int, int] | None, params: PCNNParam
         labels: optional ``[B, N]`` labels stored in the record (for ``evaluate_grouping``).
     """
     params = params or PCNNParams()
-    if int(T) != T or T < 1:
-        raise ValueError(f"T must be an integer >= 1 (PCNN steps), got {T!r}")
-    if int(back_steps) != back_steps or not 1 <= back_steps <= T:
-        raise ValueError(f"back_steps must be an integer in 1..T={T}, got {back_steps!r}")
+    T = require_positive_int("T (PCNN steps)", T)
+    back_steps = require_positive_int("back_steps", back_steps)
+    if back_steps > T:
+        raise ValueError(f"back_steps must be at most T={T}, got {back_steps}")
     x, shape = _flat_images(images, image_shape)
     if shape is None or shape[0] * shape[1] != x.shape[1]:
         raise ValueError(f"image_shape {image_shape} does not fit images with {x.shape[1]} pixels; pass (H, W)")
@@ -102,17 +102,17 @@ def run_pcnn(images: Any, image_shape: tuple[int, int] | None, params: PCNNParam
     dev = resolve_device(device)
     x_rows, row_seeds, row_ids = (t.to(dev) for t in seed_major_rows(x, seed, image_ids))
     rows = len(x_rows)
-    first = T - int(back_steps)
-    spikes = torch.zeros(int(back_steps), rows, N, dtype=torch.bool, device=dev)
+    first = T - back_steps
+    spikes = torch.zeros(back_steps, rows, N, dtype=torch.bool, device=dev)
     with torch.inference_mode():
         grid = x_rows.to(torch.float64).reshape(rows, *shape)
         state = pcnn_initial_state(grid, params)
-        for t in range(int(T)):
+        for t in range(T):
             noise = rng.uniform(row_seeds, Stream.DROPOUT, row_ids, t, N).to(torch.float64)
             y, state = pcnn_step(grid, state, params, noise.reshape(grid.shape))
             if t >= first:
                 spikes[t - first] = y.reshape(rows, N)
-    meta = {"model": "pcnn", "params": asdict(params), "T": int(T), "first_step": first,
+    meta = {"model": "pcnn", "params": asdict(params), "T": T, "first_step": first,
             "seeds": row_seeds.tolist(), "image_ids": row_ids.tolist()}
     return SpikeRecord(spikes, image_shape=shape, images=x_rows,
                        labels=_flat_labels(labels, B, N, len(x_rows) // B, dev), meta=meta)
