@@ -50,7 +50,10 @@ def test_run_writes_checkpoints_history_and_validates_each_epoch(tmp_path):
     net = load_gust(tmp_path / "best.pt")
     for a, b in zip(net.state_dict().values(), result.net.state_dict().values()):
         assert torch.equal(a, b)  # the returned net holds the best weights
-    assert load_checkpoint(tmp_path / "last.pt").train_state["iteration"] == 9
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last.train_state["iteration"] == 9
+    assert last.extra == {"iteration": 9, "epoch": 2, "val_loss": h["val"][-1]["val_loss"],
+                          "val_loss_clean": h["val"][-1]["val_loss_clean"]}  # labelled like best.pt and the log
     curve = training_curve(tmp_path / "history.json", smooth=2)
     assert len(curve["train_loss"]) == 8 and list(curve["val_iteration"]) == [0, 3, 6, 9]
 

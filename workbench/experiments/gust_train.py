@@ -317,10 +317,17 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
         history["seconds"] = prior_seconds + time.perf_counter() - started
         train_state = {"optimizer": optimiser.state_dict(), "iteration": iteration,
                        "history": json.dumps(history)}
-        save_checkpoint(last_path, net, gust_config(net, train=config.to_dict()),
-                        extra={"iteration": iteration, "epoch": iteration / config.iterations_per_epoch},
+        save_checkpoint(last_path, net, gust_config(net, train=config.to_dict()), extra=last_extra(),
                         train_state=train_state)
         write_json(history_path, history)
+
+    def last_extra() -> dict[str, Any]:
+        """last.pt's description, labelled like best.pt and the log (0-based index of the epoch it is in)."""
+        extra = {"iteration": iteration, "epoch": (iteration - 1) // config.iterations_per_epoch if iteration else -1}
+        latest = history["val"][-1] if history["val"] else None
+        if latest is not None and latest["iteration"] == iteration:
+            extra.update({k: latest[k] for k in ("val_loss", "val_loss_clean") if k in latest})
+        return extra
 
     def validate(epoch: int) -> None:
         nonlocal best_state
