@@ -212,6 +212,11 @@ def test_preset_with_changes_only_the_named_ingredients():
         preset_with("corners", batch_size=0)
     with pytest.raises(ValueError, match="hidden must be an integer >= 1, got True"):
         preset_with("corners", hidden=True)
+    assert preset_with("multi_mnist", dropout=0.9).dropout == 0.9  # a fixed p replaces a fixed p
+    assert preset_with("corners", dropout=0.5).dropout == 0.5  # and a per-batch range
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="dropout must be"):
+            preset_with("corners", dropout=bad)
 
 
 def test_ablation_run_records_its_recipe_and_cannot_be_shipped(singles_file, tmp_path, capsys):

@@ -12,7 +12,7 @@ Command line (the same run)::
 
 ``--ship`` also writes the best epoch to ``data/checkpoints/dasbe_<name>.pt``; ``shipped_checkpoint(name)``
 finds those files. Ablations change one ingredient of the recipe (``preset_with``; ``--lr``, ``--batch-size``,
-``--hidden``); such runs record the changed recipe in their checkpoints and are never shipped.
+``--hidden``, ``--dropout``); such runs record the changed recipe in their checkpoints and are never shipped.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from workbench.checkpoints import load_checkpoint, load_for_resume, save_checkpoint
-from workbench.checks import require_positive, require_positive_int
+from workbench.checks import require_finite, require_positive, require_positive_int
 from workbench.data.store import DatasetNotFoundError, list_splits, read_split
 from workbench.fileio import write_json
 from workbench.models.dae import (DASBE_LR_STEPS, MLPDAE, EpochEnd, TrainHistory, _train_epoch, _validation_score,
@@ -180,8 +180,10 @@ def get_preset(name: str | DaePreset) -> DaePreset:
 
 
 def preset_with(name: str | DaePreset, *, lr: float | None = None, batch_size: int | None = None,
-                hidden: int | None = None) -> DaePreset:
+                hidden: int | None = None, dropout: float | None = None) -> DaePreset:
     """Preset ``name`` with some of its recipe replaced (for ablations; None keeps the preset's value).
+
+    ``dropout`` fixes the training pixel-dropout probability p (inputs ``x * 1[U >= p]``), 0 <= p < 1.
 
     ``hidden`` sets the code width of a one-hidden-layer net (``sizes = (N, hidden, N)``); deeper nets are
     changed with ``dataclasses.replace(preset, sizes=...)``.
@@ -192,6 +194,11 @@ def preset_with(name: str | DaePreset, *, lr: float | None = None, batch_size: i
         changes["lr"] = require_positive("lr", lr)
     if batch_size is not None:
         changes["batch_size"] = require_positive_int("batch_size", batch_size)
+    if dropout is not None:
+        p = require_finite("dropout", dropout)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1) (1 would drop every pixel), got {dropout!r}")
+        changes["dropout"] = p
     if hidden is not None:
         if len(preset.sizes) != 3 or preset.model != "MLPDAE":
             raise ValueError(f"hidden applies to one-hidden-layer MLP DAEs; preset {preset.name!r} has sizes "
@@ -463,9 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     ablation.add_argument("--lr", type=float, default=None, help="initial learning rate")
     ablation.add_argument("--batch-size", type=int, default=None)
     ablation.add_argument("--hidden", type=int, default=None, help="code width of a one-hidden-layer DAE")
+    ablation.add_argument("--dropout", type=float, default=None,
+                          help="fixed training pixel-dropout probability p (e.g. 0.9, the bcdae checkpoint's name)")
     args = parser.parse_args(argv)
-    changed = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("hidden", args.hidden))
-               if v is not None}
+    changed = {k: v for k in ("lr", "batch_size", "hidden", "dropout") if (v := getattr(args, k)) is not None}
     if changed and args.ship:
         parser.error(f"--ship writes the preset's own recipe to data/checkpoints; drop {sorted(changed)} or --ship")
     try:
