@@ -89,6 +89,11 @@ def test_quick_clrnet_trains_resumably(shapes_file, tmp_path):
     assert np.isfinite(info["best_val_loss"]) and (tmp_path / "clrnet" / "last.pt").is_file()
     with pytest.raises(FileNotFoundError, match="presets clrnet"):
         hier.load_clrnet(tmp_path / "nothing" / "best.pt")
+    alone = tmp_path / "copied"  # a best.pt copied without its run's last.pt still describes itself
+    alone.mkdir()
+    (alone / "best.pt").write_bytes((tmp_path / "clrnet" / "best.pt").read_bytes())
+    _, copied = hier.load_clrnet(alone / "best.pt")
+    assert copied["best_epoch"] == info["best_epoch"] and copied["best_val_loss"] == info["best_val_loss"]
 
 
 # --- evaluate() accepts a spiking-hidden DAE (Multi-MNIST's bcdae) ----------------------------------------

@@ -462,7 +462,8 @@ def clrnet_info(path: str | os.PathLike) -> dict[str, Any]:
 
     path = Path(path)
     extra = load_checkpoint(path).extra or {}
-    info = {"path": str(path), **{k: extra.get(k) for k in ("epoch", "val_loss", "epochs_run", "seconds")}}
+    info = {"path": str(path), **{k: extra.get(k) for k in ("epoch", "val_loss", "epochs_run", "seconds")},
+            "best_epoch": extra.get("epoch"), "best_val_loss": extra.get("val_loss")}  # a best.pt on its own
     last = path.with_name("last.pt")
     if last.is_file() and last != path:  # the run's totals (best.pt holds them as of its own epoch)
         run = load_checkpoint(last).extra or {}
