@@ -230,3 +230,22 @@ def test_ablation_run_records_its_recipe_and_cannot_be_shipped(singles_file, tmp
     with pytest.raises(SystemExit):
         main(["bars", "--data", str(singles_file), "--out", str(tmp_path / "x"), "--lr", "0.05", "--ship"])
     assert "--ship writes the preset's own recipe" in capsys.readouterr().err
+
+
+def test_export_in_float16_halves_the_file_and_loads_as_float32(tmp_path):
+    from workbench.checkpoints import model_config, save_checkpoint
+    from workbench.models.presets import export_checkpoint
+
+    net = build_dae("clrnet", seed=0)
+    src = save_checkpoint(tmp_path / "best.pt", net, model_config(net, preset="clrnet"), extra={"epoch": 7},
+                          train_state={"note": "dropped on export"})
+    half = export_checkpoint(src, tmp_path / "half.pt", dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * export_checkpoint(src, tmp_path / "full.pt").stat().st_size
+    ckpt = load_checkpoint(half)
+    assert ckpt.extra == {"epoch": 7, "stored_dtype": "float16"} and ckpt.train_state is None
+    loaded = load_dae(half)
+    for key, value in net.state_dict().items():
+        got = loaded.state_dict()[key]
+        assert got.dtype == value.dtype and torch.equal(got, value.half().to(value.dtype))
+    with pytest.raises(ValueError, match="floating-point"):
+        export_checkpoint(src, tmp_path / "int.pt", dtype=torch.int8)

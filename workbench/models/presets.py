@@ -219,10 +219,20 @@ def shipped_checkpoint(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def export_checkpoint(src: str | Path, dest: str | Path) -> Path:
-    """Copy a checkpoint's weights, config and extra to ``dest`` without the training state (for shipping)."""
+def export_checkpoint(src: str | Path, dest: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    """Copy a checkpoint's weights, config and extra to ``dest`` without the training state (for shipping).
+
+    ``dtype=torch.float16`` halves the file of a large net (``load_dae`` casts the weights back to the model's
+    float32); the extra then records ``stored_dtype`` so results can be traced to the rounded weights.
+    """
     ckpt = load_checkpoint(src)
-    return save_checkpoint(dest, ckpt.state_dict, ckpt.config, extra=ckpt.extra)
+    weights, extra = ckpt.state_dict, dict(ckpt.extra or {})
+    if dtype is not None:
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype}")
+        weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
+        extra["stored_dtype"] = str(dtype).removeprefix("torch.")
+    return save_checkpoint(dest, weights, ckpt.config, extra=extra)
 
 
 # --- training ------------------------------------------------------------------------------------
