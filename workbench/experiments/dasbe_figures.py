@@ -424,8 +424,8 @@ def fig3_datasets(data_dir: str | os.PathLike, *, names: Sequence[str] = FIG3_DA
     Missing files are made under ``data_dir`` (``n_multi``: only that many ``train_multi`` images and no other
     split, for quick tests). MNIST-based datasets are skipped when ``mnist`` is false, or when MNIST can be
     neither found under ``data_dir/mnist`` nor downloaded. Multi-MNIST is always skipped here: its bcdae is too
-    large to ship (22 MB) and takes CPU-hours to train; Table I scores a trained one (``--dae``). A dataset without a shipped
-    DAE (and no entry in ``daes``) is skipped with the training command."""
+    large to ship (22 MB) and takes CPU-hours to train; Table I scores a trained one (``--dae``). A dataset
+    without a shipped DAE (and no entry in ``daes``) is skipped with the training command."""
     from workbench.data.datasets import dataset_info
     from workbench.experiments.dasbe import prepare_datasets, tiny_sizes, train_command
     from workbench.models.presets import shipped_checkpoint

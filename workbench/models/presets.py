@@ -195,9 +195,9 @@ def preset_with(name: str | DaePreset, *, lr: float | None = None, batch_size: i
     if batch_size is not None:
         changes["batch_size"] = require_positive_int("batch_size", batch_size)
     if dropout is not None:
-        p = require_finite("dropout", dropout)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1) (1 would drop every pixel), got {dropout!r}")
+        p, _ = dropout_range(require_finite("dropout", dropout))
+        if p == 1.0:
+            raise ValueError("dropout must be below 1 (1 would drop every pixel), got 1.0")
         changes["dropout"] = p
     if hidden is not None:
         if len(preset.sizes) != 3 or preset.model != "MLPDAE":
