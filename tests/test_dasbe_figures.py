@@ -273,6 +273,8 @@ def test_fig3_comparison_puts_published_numbers_beside_ours():
 def test_fig3_datasets_reports_what_is_missing(tmp_path):
     out = f.fig3_datasets(tmp_path, names=("bars", "mnist_shape", "multi_mnist"), n_multi=3, mnist=False)
     assert out["multi_mnist"] == f.MULTI_MNIST_NOTE
+    given = f.fig3_datasets(tmp_path, names=("multi_mnist",), n_multi=3, mnist=False, daes={"multi_mnist": "b.pt"})
+    assert given["multi_mnist"].startswith("not available: MNIST")  # a passed bcdae is used once MNIST is there
     assert out["mnist_shape"].startswith("not available: MNIST")
     from workbench.models.presets import shipped_checkpoint
 
