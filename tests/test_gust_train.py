@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -132,6 +133,18 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path, monk
                    progress=False).history
     assert h["stopped_early"] and h["best"]["epoch"] == -1
     assert len(h["train_loss"]) == 3 * 3  # epochs 0, 1, 2 ran; 2 - (-1) > 2 stops
+
+
+def test_resume_with_more_patience_continues_an_early_stopped_run(tmp_path, monkeypatch):
+    scores = iter(np.linspace(1.0, 2.0, 50))  # validation only gets worse
+    monkeypatch.setattr(gust_train, "validation_loss", lambda *a, **k: float(next(scores)))
+    config = tiny_config(epochs=10, patience=2, clean_val=False)
+    assert train_gust(tiny_data(), tmp_path, config, progress=False).history["stopped_early"]
+    same = train_gust(tiny_data(), tmp_path, config, progress=False, resume=True).history
+    assert same["stopped_early"] and len(same["train_loss"]) == 3 * 3  # same patience: nothing more to do
+    more = train_gust(tiny_data(), tmp_path, dataclasses.replace(config, patience=4), progress=False,
+                      resume=True).history
+    assert more["stopped_early"] and len(more["train_loss"]) == 5 * 3  # epochs 3, 4 ran; 4 - (-1) > 4 stops
 
 
 def test_config_checks_and_smoke_recipe():

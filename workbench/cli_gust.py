@@ -36,7 +36,9 @@ def _add_train(gust_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=None,
                    help="stop after this many iterations in total (validates there); e.g. the short-training "
                    "smoke: --batch-size 64 --iterations 300")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (default 40)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience in epochs (default 40); with --resume, a larger value continues "
+                   "a run that stopped early")
     p.add_argument("--n-train", type=int, default=None, help="training images train_multi[0:n] (default 18000)")
     p.add_argument("--n-val", type=int, default=None, help="validation images, the next n (default 2000)")
     p.add_argument("--score-every", type=int, default=10, help="every this many epochs, log AMI and SynScore "

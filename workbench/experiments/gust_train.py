@@ -308,6 +308,11 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
         history["config"] = config.to_dict()
         history["finished"] = False
         log(f"resumed {last_path} at iteration {iteration} (epoch {iteration // config.iterations_per_epoch})")
+        if history["stopped_early"]:  # a larger --patience continues a run that stopped early
+            history["stopped_early"] = _patience_spent(history, (iteration - 1) // config.iterations_per_epoch,
+                                                       config.patience)
+            if not history["stopped_early"]:
+                log(f"patience {config.patience}: continuing after the early stop")
     elif resume:
         log(f"--resume: no {last_path} yet, starting a new run")
     best_state = (load_checkpoint(best_path).state_dict if history["best"] is not None and best_path.exists()
@@ -380,7 +385,7 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
                 if epoch == after_epoch:
                     for group in optimiser.param_groups:
                         group["lr"] *= factor
-            history["stopped_early"] = epoch - _best_epoch(history) > config.patience
+            history["stopped_early"] = _patience_spent(history, epoch, config.patience)
         save_last()
         pending = None
 
@@ -442,6 +447,10 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
 
 def _best_epoch(history: Mapping[str, Any]) -> int:
     return int(history["best"]["epoch"]) if history["best"] is not None else -1
+
+
+def _patience_spent(history: Mapping[str, Any], epoch: int, patience: int) -> bool:
+    return epoch - _best_epoch(history) > patience
 
 
 # --- reading the logs --------------------------------------------------------------------------------
