@@ -17,7 +17,9 @@ from workbench.experiments.gust import (
     figure_record,
     generalisation_table,
     reference_protocol,
+    scores_by_overlap,
 )
+from workbench.data.store import read_overlap, read_split
 from workbench.models.gust import GustNet
 
 TINY = {"train_multi": 12, "test": 6, "train_single": 0, "train_single_0": 0, "train_single_1": 0,
@@ -69,6 +71,37 @@ def test_evaluate_rejects_bad_inputs(data, net):
         evaluate(net, data / "shapes_multiobj_3_3.h5", images=7, progress=False)
     with pytest.raises(FileNotFoundError, match="hnnwb data make"):
         evaluate(net, data / "missing.h5", images=1, progress=False)
+
+
+def test_scores_by_overlap_bins_the_seed_mean_of_each_image(data, net):
+    f = data / "shapes_multiobj_3_3.h5"
+    r = evaluate(net, f, images=6, seeds=(0, 1), cycles=3, progress=False)
+    by = scores_by_overlap(r, bins=(0, 5, 12))
+    overlap = read_overlap(f, "test", stop=6).reshape(6, -1).sum(axis=1)
+    assert by["overlap"] == overlap.tolist() and by["source"] == "overlap mask"
+    ami = np.array(r["ami"]["per_image"], dtype=float)[:, -1].reshape(2, 6).mean(axis=0)
+    assert np.allclose(by["ami"], ami)
+    assert [(b["lo"], b["hi"], b["label"]) for b in by["bins"]] == [(0, 5, "0-4"), (5, 12, "5-11"), (12, None, "12+")]
+    assert sum(b["n"] for b in by["bins"]) == 6
+    for b in by["bins"]:
+        inside = (overlap >= b["lo"]) & (overlap < (b["hi"] or 10**9))
+        assert b["n"] == inside.sum()
+        assert (b["ami"] is None) if not inside.any() else b["ami"] == pytest.approx(ami[inside].mean())
+    json.dumps(by)
+
+
+def test_scores_by_overlap_without_a_mask_counts_unlabelled_on_pixels(data, net, tmp_path, monkeypatch):
+    f = data / "shapes_multiobj_3_3.h5"
+    r = evaluate(net, f, images=4, seeds=(0,), cycles=3, progress=False)
+    monkeypatch.setattr("workbench.experiments.gust.read_overlap", lambda *a, **k: None)  # an authors' file
+    by = scores_by_overlap(r)
+    images, labels = read_split(f, "test", stop=4)
+    assert by["source"] == "unlabelled on-pixels"
+    assert by["overlap"] == ((images > 0) & (labels == 0)).reshape(4, -1).sum(axis=1).tolist()
+    with pytest.raises(ValueError, match="dataset-protocol"):
+        scores_by_overlap({**r, "protocol": "reference"})
+    with pytest.raises(ValueError, match="left edges"):
+        scores_by_overlap(r, bins=(1, 5))
 
 
 def test_reference_protocol_runs_one_image_under_several_seeds(data, net):

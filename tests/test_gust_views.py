@@ -14,6 +14,7 @@ from widgets.gust_views import (
     generalisation_figure,
     input_panel_figure,
     labelled_raster_figure,
+    overlap_figure,
     score_curves_figure,
     spike_map,
     spike_map_figure,
@@ -91,6 +92,21 @@ def test_score_curves_draw_mean_band_and_dashed_authors_curve():
     assert list(ami.y[:2]) == [0.1, 0.5] and np.isnan(ami.y[2])
     dashed = [t for t in fig.data if t.line is not None and t.line.dash == "dash"]
     assert len(dashed) == 2 and list(dashed[0].x)[:2] == [20, 30] and len(dashed[0].x) == 29
+
+
+def test_overlap_figure_draws_images_and_bin_means():
+    by = {"overlap": [0, 0, 3, 20], "ami": [0.9, None, 0.7, 0.4], "synscore": [0.8, 0.9, 0.6, 0.5],
+          "source": "overlap mask",
+          "bins": [{"lo": 0, "hi": 1, "label": "0", "n": 2, "ami": 0.9, "synscore": 0.85},
+                   {"lo": 1, "hi": 16, "label": "1-15", "n": 1, "ami": 0.7, "synscore": 0.6},
+                   {"lo": 16, "hi": None, "label": "16+", "n": 1, "ami": 0.4, "synscore": 0.5}]}
+    fig = overlap_figure(by)
+    dots, ami, syn = fig.data
+    assert list(dots.x) == [0, 0, 3, 20] and np.isnan(dots.y[1])
+    assert list(ami.x) == [0, 3, 20] and list(ami.y) == [0.9, 0.7, 0.4] and list(syn.y) == [0.85, 0.6, 0.5]
+    assert list(ami.text) == ["0 px: n = 2", "1-15 px: n = 1", "16+ px: n = 1"]
+    with pytest.raises(ValueError, match="overlap counts"):
+        overlap_figure({**by, "ami": [0.5]})
 
 
 def test_generalisation_heatmaps_mark_missing_cells():

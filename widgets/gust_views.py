@@ -39,6 +39,7 @@ __all__ = [
     "score_curves_figure",
     "generalisation_figure",
     "training_curve_figure",
+    "overlap_figure",
 ]
 
 COLOURING_CYCLES = (0, 5, 10, 15, 20, 25, 29)
@@ -186,6 +187,34 @@ def score_curves_figure(result: Mapping[str, Any], *, authors: Mapping[str, Any]
         for key, name, color in (("ami", "AMI", AMI_COLOR), ("synscore", "SynScore", SYN_COLOR)):
             fig.add_scatter(x=steps, y=authors[key], mode="lines", name=f"{name}, authors (§6.1)",
                             line=dict(color=color, dash="dash", width=1.5))
+    return fig
+
+
+def overlap_figure(by_overlap: Mapping[str, Any], *, title: str = "scores against overlap",
+                   height: int = 380) -> go.Figure:
+    """Per-image last-cycle AMI (red dots) against overlap pixels, with the per-bin means of AMI (red) and
+    SynScore (blue) at each bin's mean overlap, from ``workbench.experiments.gust.scores_by_overlap``."""
+    overlap = np.asarray(by_overlap["overlap"], dtype=np.float64)
+    ami = np.array([np.nan if v is None else v for v in by_overlap["ami"]], dtype=np.float64)
+    if overlap.shape != ami.shape:
+        raise ValueError(f"by_overlap has {overlap.size} overlap counts but {ami.size} AMI values; "
+                         "pass the dict scores_by_overlap returns")
+    fig = go.Figure()
+    fig.add_scatter(x=overlap, y=ami, mode="markers", name="AMI per image",
+                    marker=dict(color=AMI_COLOR, size=5, opacity=0.35))
+    centres = []
+    for b in by_overlap["bins"]:
+        inside = (overlap >= b["lo"]) & (overlap < (np.inf if b["hi"] is None else b["hi"]))
+        centres.append(overlap[inside].mean() if inside.any() else np.nan)
+    for key, name, color in (("ami", "AMI", AMI_COLOR), ("synscore", "SynScore", SYN_COLOR)):
+        means = [np.nan if b[key] is None else b[key] for b in by_overlap["bins"]]
+        labels = [f"{b['label']} px: n = {b['n']}" for b in by_overlap["bins"]]
+        fig.add_scatter(x=centres, y=means, mode="lines+markers", name=f"{name}, bin mean", text=labels,
+                        line=dict(color=color, width=2.5), marker=dict(size=9),
+                        hovertemplate="%{text}<br>mean %{y:.3f}<extra></extra>")
+    fig.update_layout(title=title, xaxis_title=f"overlap pixels per image ({by_overlap.get('source', 'overlap')})",
+                      yaxis_title="score at the last cycle", yaxis_range=(-0.1, 1.0), height=height,
+                      plot_bgcolor="white")
     return fig
 
 

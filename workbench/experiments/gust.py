@@ -7,6 +7,7 @@ Spec gust.md §5-§6 and §9.
   of every (image, seed) row at once. Curves are the mean and 95 % CI over rows.
 * ``reference_protocol``: the authors' README curve protocol: image 10 of ``train_multi``, ``runs`` seeds.
 * ``generalisation_table``: train {2, 3, 4} x test {2, 3, 4} objects, AMI and SynScore at the last cycle.
+* ``scores_by_overlap``: the last-cycle scores of ``evaluate`` against how much the objects of each image overlap.
 * ``figure_record``: one image's full record (for colourings, spike maps and rasters, §5.5).
 * training curves: ``workbench.experiments.gust_train.training_curve``.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 
 from workbench.binding.kmedoids import cycle_scores
 from workbench.data.datasets import dataset_path
-from workbench.data.store import read_split, split_size
+from workbench.data.store import read_overlap, read_split, split_size
 
 __all__ = [
     "AUTHORS_CURVE",
@@ -41,6 +43,8 @@ __all__ = [
     "figure_record",
     "curve_stats",
     "load_net",
+    "scores_by_overlap",
+    "OVERLAP_BINS",
 ]
 
 # §6.1: mean over the authors' 5 runs on image 10, cycles 1..29 (their figure notebook's hard-coded values)
@@ -56,6 +60,7 @@ COLOURING_CYCLES = (0, 5, 10, 15, 20, 25, 29)  # §5.5
 SPIKE_MAP_CYCLES = (0, 1, 2, 27, 28, 29)  # §5.5: rows of the spike-map grid
 REFERENCE_IMAGE = 10  # train_multi[10], used by every figure script of the reference
 TABLE_COUNTS = (2, 3, 4)  # §3: train {2, 3, 4} x test {2, 3, 4}
+OVERLAP_BINS = (0, 1, 8, 16, 30)  # left edges (overlap pixels per image) of the scores_by_overlap bins
 
 
 def load_net(net_or_checkpoint: Any, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -191,6 +196,54 @@ def reference_protocol(net: Any, data_file: str | os.PathLike, image_index: int 
     return evaluate(net, data_file, split=split, images=1, start=int(image_index),
                     seeds=list(range(seed0, seed0 + int(runs))), cycles=cycles, device=device, progress=False) | {
         "protocol": "reference", "image_index": int(image_index)}
+
+
+def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_BINS) -> dict[str, Any]:
+    """Last-cycle AMI and SynScore of a dataset-protocol ``evaluate`` result against each image's overlap.
+
+    Overlap = pixels covered by more than one object: the file's ``overlap`` mask, or for files without one
+    (the authors') the on-pixels labelled 0. The AMI leaves them out, but they are where two objects
+    touch, so they measure how entangled a scene is. Per image the scores are averaged over the seeds;
+    ``bins`` are left edges (the last bin is open). Returns per-image ``overlap`` / ``ami`` / ``synscore``,
+    per bin ``lo``, ``hi`` (None = open), ``label`` ("0", "1-7", "30+"), ``n``, ``ami``, ``synscore`` (means,
+    None for an empty bin), and ``corr_ami`` (None when undefined), the
+    Pearson correlation of per-image AMI with overlap.
+    """
+    if result.get("protocol") != "dataset":
+        raise ValueError("scores_by_overlap needs a dataset-protocol result of evaluate(); got protocol "
+                         f"{result.get('protocol')!r}")
+    edges = [int(b) for b in bins]
+    if not edges or edges[0] != 0 or any(b >= c for b, c in zip(edges, edges[1:])):
+        raise ValueError(f"bins must be increasing left edges starting at 0, got {list(bins)}")
+    path, split, start, n = result["data_file"], result["split"], int(result["start"]), int(result["images"])
+    mask = read_overlap(path, split, start=start, stop=start + n)
+    source = "overlap mask"
+    if mask is None:
+        images, labels = read_split(path, split, start=start, stop=start + n)
+        mask, source = (images > 0) & (labels == 0), "unlabelled on-pixels"
+    overlap = mask.reshape(n, -1).sum(axis=1)
+    per_image = {}
+    for key in ("ami", "synscore"):
+        last = np.array([np.nan if r[-1] is None else r[-1] for r in result[key]["per_image"]], dtype=np.float64)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an image whose every seed is NaN stays NaN
+            per_image[key] = np.nanmean(last.reshape(len(result["seeds"]), n), axis=0)
+    out: dict[str, Any] = {"overlap": overlap.tolist(), "ami": _list(per_image["ami"]),
+                           "synscore": _list(per_image["synscore"]), "source": source, "bins": []}
+    for lo, hi in zip(edges, edges[1:] + [None]):
+        inside = (overlap >= lo) & (overlap < hi if hi is not None else True)
+        label = f"{lo}+" if hi is None else str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"
+        out["bins"].append({"lo": lo, "hi": hi, "label": label, "n": int(inside.sum()),
+                            **{k: _nanmean_or_none(v[inside]) for k, v in per_image.items()}})
+    ok = np.isfinite(per_image["ami"])
+    spread = ok.sum() > 1 and np.ptp(overlap[ok]) > 0 and np.ptp(per_image["ami"][ok]) > 0
+    out["corr_ami"] = float(np.corrcoef(overlap[ok], per_image["ami"][ok])[0, 1]) if spread else None
+    return out
+
+
+def _nanmean_or_none(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
 
 
 def generalisation_files(data_dir: str | os.PathLike) -> dict[int, Path]:
