@@ -148,4 +148,5 @@ def test_cli_eval_writes_result_json(data, tmp_path, capsys):
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["cycles"] == [1, 2] and "ami_mean" in r and "synscore_mean" in r
-    assert "AMI" in capsys.readouterr().out
+    assert sum(b["n"] for b in r["by_overlap"]["bins"]) == 2
+    assert "AMI by overlap pixels per image: 0 px" in capsys.readouterr().out

@@ -68,7 +68,7 @@ def _eval_net(spec: str):
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from workbench.cli import _parse_seeds
-    from workbench.experiments.gust import evaluate
+    from workbench.experiments.gust import evaluate, scores_by_overlap
     from workbench.fileio import write_json
     from workbench.runtime import configure_threads
 
@@ -76,14 +76,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(_eval_net(args.net), args.data, split=args.split, images=args.images, start=args.start,
                       seeds=_parse_seeds(args.seeds), cycles=args.cycles, batch_size=args.batch_size,
                       device=args.device, progress=not args.no_progress)
+    result["by_overlap"] = scores_by_overlap(result)
     write_json(args.out, result)
     fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
     sec = result["seconds"]
+    bins = ", ".join(f"{b['label']} px {fmt(b['ami'])} (n {b['n']})" for b in result["by_overlap"]["bins"])
     print(f"GUST {args.net} on {args.split}[{args.start}:{args.start + args.images}] x {len(result['seeds'])} seed(s): "
           f"cycle {result['cycles'][-1]} AMI {fmt(result['ami_mean'])}, SynScore {fmt(result['synscore_mean'])} "
           f"(last 5 cycles: {fmt(result['ami_mean_last5'])}, {fmt(result['synscore_mean_last5'])}; "
           f"{result['n_nan']} undefined SynScores); {sec['total']:.1f} s, scoring "
           f"{sec['scores_ms_per_image_cycle']:.2f} ms per (image, cycle); wrote {args.out}")
+    print(f"AMI by overlap pixels per image: {bins}")
     return 0
 
 
@@ -92,7 +95,8 @@ def _add_eval(gust_sub: argparse._SubParsersAction) -> None:
 
     p = _add(gust_sub, "eval", _cmd_eval,
              "dataset protocol (spec §5.4): per-cycle AMI and SynScore (k-medoids under VP q=3) of the first N "
-             "images of a split, mean and 95 percent CI; writes RESULT.json")
+             "images of a split, mean and 95 percent CI, and the last cycle's scores by overlap pixels per image; "
+             "writes RESULT.json")
     p.add_argument("--data", type=Path, required=True, help="dataset HDF5, e.g. data/shapes_multiobj_3_3.h5")
     p.add_argument("--split", default="test", help="split (default test; the README protocol uses train_multi "
                    "--start 10 --images 1 --seeds 0,1,2,3,4)")
