@@ -86,6 +86,7 @@ def test_scores_by_overlap_bins_the_seed_mean_of_each_image(data, net):
     for b in by["bins"]:
         inside = (overlap >= b["lo"]) & (overlap < (b["hi"] or 10**9))
         assert b["n"] == inside.sum()
+        assert (b["overlap_mean"] is None) if not inside.any() else b["overlap_mean"] == overlap[inside].mean()
         assert (b["ami"] is None) if not inside.any() else b["ami"] == pytest.approx(ami[inside].mean())
     json.dumps(by)
 

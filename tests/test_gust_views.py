@@ -97,9 +97,10 @@ def test_score_curves_draw_mean_band_and_dashed_authors_curve():
 def test_overlap_figure_draws_images_and_bin_means():
     by = {"overlap": [0, 0, 3, 20], "ami": [0.9, None, 0.7, 0.4], "synscore": [0.8, 0.9, 0.6, 0.5],
           "source": "overlap mask",
-          "bins": [{"lo": 0, "hi": 1, "label": "0", "n": 2, "ami": 0.9, "synscore": 0.85},
-                   {"lo": 1, "hi": 16, "label": "1-15", "n": 1, "ami": 0.7, "synscore": 0.6},
-                   {"lo": 16, "hi": None, "label": "16+", "n": 1, "ami": 0.4, "synscore": 0.5}]}
+          "bins": [{"lo": 0, "hi": 1, "label": "0", "n": 2, "overlap_mean": 0.0, "ami": 0.9, "synscore": 0.85},
+                   {"lo": 1, "hi": 16, "label": "1-15", "n": 1, "overlap_mean": 3.0, "ami": 0.7, "synscore": 0.6},
+                   {"lo": 16, "hi": None, "label": "16+", "n": 1, "overlap_mean": 20.0, "ami": 0.4,
+                    "synscore": 0.5}]}
     fig = overlap_figure(by)
     dots, ami, syn = fig.data
     assert list(dots.x) == [0, 0, 3, 20] and np.isnan(dots.y[1])

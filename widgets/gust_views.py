@@ -202,10 +202,7 @@ def overlap_figure(by_overlap: Mapping[str, Any], *, title: str = "scores agains
     fig = go.Figure()
     fig.add_scatter(x=overlap, y=ami, mode="markers", name="AMI per image",
                     marker=dict(color=AMI_COLOR, size=5, opacity=0.35))
-    centres = []
-    for b in by_overlap["bins"]:
-        inside = (overlap >= b["lo"]) & (overlap < (np.inf if b["hi"] is None else b["hi"]))
-        centres.append(overlap[inside].mean() if inside.any() else np.nan)
+    centres = [np.nan if b["overlap_mean"] is None else b["overlap_mean"] for b in by_overlap["bins"]]
     for key, name, color in (("ami", "AMI", AMI_COLOR), ("synscore", "SynScore", SYN_COLOR)):
         means = [np.nan if b[key] is None else b[key] for b in by_overlap["bins"]]
         labels = [f"{b['label']} px: n = {b['n']}" for b in by_overlap["bins"]]

@@ -205,9 +205,9 @@ def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_B
     (the authors') the on-pixels labelled 0. The AMI leaves them out, but they are where two objects
     touch, so they measure how entangled a scene is. Per image the scores are averaged over the seeds;
     ``bins`` are left edges (the last bin is open). Returns per-image ``overlap`` / ``ami`` / ``synscore``,
-    per bin ``lo``, ``hi`` (None = open), ``label`` ("0", "1-7", "30+"), ``n``, ``ami``, ``synscore`` (means,
-    None for an empty bin), and ``corr_ami`` (None when undefined), the
-    Pearson correlation of per-image AMI with overlap.
+    per bin ``lo``, ``hi`` (None = open), ``label`` ("0", "1-7", "30+"), ``n``, ``overlap_mean``, ``ami``,
+    ``synscore`` (means, None for an empty bin), and ``corr_ami``, the Pearson correlation of per-image AMI
+    with overlap (None when undefined).
     """
     if result.get("protocol") != "dataset":
         raise ValueError("scores_by_overlap needs a dataset-protocol result of evaluate(); got protocol "
@@ -225,7 +225,7 @@ def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_B
     per_image = {}
     for key in ("ami", "synscore"):
         last = np.array([np.nan if r[-1] is None else r[-1] for r in result[key]["per_image"]], dtype=np.float64)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an image whose every seed is NaN stays NaN
             per_image[key] = np.nanmean(last.reshape(len(result["seeds"]), n), axis=0)
     out: dict[str, Any] = {"overlap": overlap.tolist(), "ami": _list(per_image["ami"]),
@@ -234,6 +234,7 @@ def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_B
         inside = (overlap >= lo) & (overlap < hi if hi is not None else True)
         label = f"{lo}+" if hi is None else str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"
         out["bins"].append({"lo": lo, "hi": hi, "label": label, "n": int(inside.sum()),
+                            "overlap_mean": _nanmean_or_none(overlap[inside].astype(np.float64)),
                             **{k: _nanmean_or_none(v[inside]) for k, v in per_image.items()}})
     ok = np.isfinite(per_image["ami"])
     spread = ok.sum() > 1 and np.ptp(overlap[ok]) > 0 and np.ptp(per_image["ami"][ok]) > 0
