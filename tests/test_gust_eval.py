@@ -103,6 +103,8 @@ def test_scores_by_overlap_without_a_mask_counts_unlabelled_on_pixels(data, net,
         scores_by_overlap({**r, "protocol": "reference"})
     with pytest.raises(ValueError, match="left edges"):
         scores_by_overlap(r, bins=(1, 5))
+    with pytest.raises(ValueError, match="seeds x images"):
+        scores_by_overlap({**r, "images": 3})
 
 
 def test_reference_protocol_runs_one_image_under_several_seeds(data, net):

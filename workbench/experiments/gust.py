@@ -225,6 +225,9 @@ def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_B
     per_image = {}
     for key in ("ami", "synscore"):
         last = np.array([np.nan if r[-1] is None else r[-1] for r in result[key]["per_image"]], dtype=np.float64)
+        if last.size != len(result["seeds"]) * n:
+            raise ValueError(f"result[{key!r}]['per_image'] has {last.size} rows, expected seeds x images = "
+                             f"{len(result['seeds'])} x {n}; pass evaluate()'s result unchanged")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an image whose every seed is NaN stays NaN
             per_image[key] = np.nanmean(last.reshape(len(result["seeds"]), n), axis=0)
