@@ -116,12 +116,15 @@ def _add_eval(gust_sub: argparse._SubParsersAction) -> None:
 
 def _cmd_table(args: argparse.Namespace) -> int:
     from workbench.cli import _parse_seeds
-    from workbench.experiments.gust import generalisation_table
+    from workbench.experiments.gust import budget_text, generalisation_table
     from workbench.fileio import write_json
     from workbench.runtime import configure_threads
 
     configure_threads(args.threads)
-    nets = {n: Path(args.runs) / f"train_{n}" for n in (2, 3, 4)}
+    pattern = args.nets or str(Path(args.runs) / "train_{n}")
+    if "{n}" not in pattern:
+        raise SystemExit(f"--nets {pattern!r} must contain {{n}} (the training object count), e.g. runs/gust/train_{{n}}")
+    nets = {n: Path(pattern.format(n=n)) for n in (2, 3, 4)}
     result = generalisation_table(nets, args.data_dir, images=args.images, seeds=_parse_seeds(args.seeds),
                                   cycles=args.cycles, batch_size=args.batch_size, device=args.device,
                                   progress=not args.no_progress)
@@ -130,6 +133,8 @@ def _cmd_table(args: argparse.Namespace) -> int:
         print(f"{name} at the last cycle (rows: train 2/3/4 objects, columns: test {result['test']}):")
         for n, row in zip(result["train"], values):
             print(f"  train {n}: " + "  ".join("  -  " if v is None else f"{v:.3f}" for v in row))
+    for n, budget in result["budget"].items():
+        print(f"  train {n} net {nets[n]}: {budget_text(budget)}")
     for what, cmd in result["missing"].items():
         print(f"missing {what}: {cmd}")
     print(f"wrote {args.out}")
@@ -143,6 +148,8 @@ def _add_table(gust_sub: argparse._SubParsersAction) -> None:
              "combinatorial generalisation (spec §10.6): nets RUNS/train_{2,3,4} on the test sets of "
              "DATA_DIR/shapes_multiobj_3_{2,3,4}.h5; missing cells are reported with the command that makes them")
     p.add_argument("--runs", type=Path, default=Path("runs/gust"), help="folder with train_2, train_3, train_4")
+    p.add_argument("--nets", default=None, help="net of each row as a pattern with {n} = training objects, e.g. "
+                   "data/checkpoints/gust_table_{n} (the shipped equal-budget nets); overrides --runs")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder with the test files")
     p.add_argument("--images", type=int, default=100, help="test images per cell (default 100)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
@@ -154,8 +161,30 @@ def _add_table(gust_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from workbench.models.gust import pack_gust
+
+    best = pack_gust(args.net, args.out, dtype=args.dtype)
+    print(f"wrote {best} ({best.stat().st_size:,} bytes, weights as {args.dtype})"
+          + (f" and {args.out / 'history.json'}" if (args.out / "history.json").exists() else ""))
+    return 0
+
+
+def _add_pack(gust_sub: argparse._SubParsersAction) -> None:
+    from workbench.cli import _add
+    from workbench.models.gust import PACK_DTYPES
+
+    p = _add(gust_sub, "pack", _cmd_pack,
+             "a compact weights-only copy of a GUST checkpoint for shipping (OUT/best.pt with float16 weights, "
+             "plus the run's history.json); evaluate the packed file for the numbers you report")
+    p.add_argument("net", type=Path, help="checkpoint or run folder (its best.pt)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--dtype", default="float16", choices=sorted(PACK_DTYPES), help="stored dtype (default float16)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     gust_sub = _group(sub, "gust", "GUST: train the network and evaluate its grouping")
     _add_train(gust_sub)
     _add_eval(gust_sub)
     _add_table(gust_sub)
+    _add_pack(gust_sub)

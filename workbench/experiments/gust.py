@@ -40,6 +40,8 @@ __all__ = [
     "reference_protocol",
     "generalisation_table",
     "generalisation_files",
+    "training_budget",
+    "budget_text",
     "figure_record",
     "curve_stats",
     "load_net",
@@ -260,6 +262,47 @@ def train_command(n_train: int, data_dir: str | os.PathLike = "data") -> str:
     return f"hnnwb gust train --objects {n_train} --out runs/gust/train_{n_train}"
 
 
+def training_budget(net: Any) -> dict[str, Any] | None:
+    """What a table row's net cost to train, from its checkpoint (and the run's ``history.json`` beside it):
+    batch size, learning rate, the run's iterations, epochs and wall time, and the iteration and epoch of
+    the checkpoint itself. None for an in-memory net or a file that does not say."""
+    import json
+
+    from workbench.checkpoints import load_checkpoint
+    from workbench.models.gust import GustNet
+
+    if isinstance(net, GustNet):
+        return None
+    path = Path(net)
+    ckpt_path = path / "best.pt" if path.is_dir() else path
+    ckpt = load_checkpoint(ckpt_path)
+    train, extra = ckpt.config.get("train") or {}, ckpt.extra or {}
+    if "batch_size" not in train or "iteration" not in extra:
+        return None
+    out = {"batch_size": int(train["batch_size"]), "lr": train.get("lr"), "n_train": train.get("n_train"), "checkpoint_iteration": int(extra["iteration"]),
+           "checkpoint_epoch": extra.get("epoch"), "val_loss": extra.get("val_loss"),
+           "stored_dtype": extra.get("stored_dtype", "float32")}
+    history = ckpt_path.parent / "history.json"
+    if history.exists():
+        h = json.loads(history.read_text())
+        iters = len(h.get("train_loss", []))
+        out.update({"run_iterations": iters, "run_epochs": iters / max(int(h.get("iterations_per_epoch", 1)), 1),
+                    "run_hours": float(h.get("seconds", math.nan)) / 3600, "stopped_early": h.get("stopped_early")})
+    return out
+
+
+def budget_text(budget: Mapping[str, Any] | None) -> str:
+    """One line for a table row's training budget (see ``training_budget``)."""
+    if not budget:
+        return "training budget unknown"
+    text = f"batch {budget['batch_size']}, lr {budget['lr']:g}"
+    if "run_iterations" in budget:
+        text += (f", {budget['run_iterations']:,} iterations ({budget['run_epochs']:.1f} epochs of "
+                 f"{budget['n_train']:,} images), {budget['run_hours']:.1f} h wall")
+    text += f"; checkpoint of iteration {budget['checkpoint_iteration']:,} (epoch {budget['checkpoint_epoch']})"
+    return text + (f", weights stored as {budget['stored_dtype']}" if budget["stored_dtype"] != "float32" else "")
+
+
 def generalisation_table(nets: Mapping[int, Any], data_dir: str | os.PathLike = "data", images: int = 100,
                          seeds: int | Sequence[int] = (0,), *, cycles: int = 30, batch_size: int = 50,
                          device: str | torch.device = "cpu", progress: bool = True,
@@ -267,13 +310,14 @@ def generalisation_table(nets: Mapping[int, Any], data_dir: str | os.PathLike = 
     """Combinatorial generalisation (§3, §10.6): AMI and SynScore at the last cycle for every net
     (``{n_train: net or checkpoint}``) on every test set (``{n_test: file}``, default
     ``generalisation_files(data_dir)``). Cells without a net or test file stay ``None`` and ``missing``
-    says which command produces them; nothing is filled in otherwise."""
+    says which command produces them; nothing is filled in otherwise. ``budget[n_train]`` records what
+    each row's net cost to train (``training_budget``), so unequal rows are visible."""
     files = dict(test_files) if test_files is not None else generalisation_files(data_dir)
     rows, cols = list(TABLE_COUNTS), sorted(set(TABLE_COUNTS) | set(files))
     out: dict[str, Any] = {"train": rows, "test": cols, "ami": [[None] * len(cols) for _ in rows],
                            "synscore": [[None] * len(cols) for _ in rows], "ami_ci": [[None] * len(cols) for _ in rows],
                            "synscore_ci": [[None] * len(cols) for _ in rows], "missing": {}, "cells": {},
-                           "images": int(images), "seeds": _seeds(seeds)}
+                           "budget": {}, "images": int(images), "seeds": _seeds(seeds)}
     for n_te in cols:
         if files.get(n_te) is None or not Path(files[n_te]).exists():
             out["missing"][f"test{n_te}"] = f"hnnwb data make shapes_multiobj_3_{n_te} --out {files.get(n_te)}"
@@ -282,6 +326,7 @@ def generalisation_table(nets: Mapping[int, Any], data_dir: str | os.PathLike = 
         if net is None or (isinstance(net, (str, os.PathLike)) and not Path(net).exists()):
             out["missing"][f"train{n_tr}"] = train_command(n_tr, data_dir)
             continue
+        out["budget"][n_tr] = training_budget(net)
         for j, n_te in enumerate(cols):
             f = files.get(n_te)
             if f is None or not Path(f).exists():

@@ -51,7 +51,7 @@ from workbench.rng import Stream
 
 __all__ = ["GustParams", "GustNet", "GustRun", "run_gust", "gust_loss", "gust_loss_per_image", "load_gust",
            "gust_config", "gust_dynamics", "gust_reference_loop", "corrupt", "counter_draws", "generator_draws",
-           "MODEL_NAME", "count_parameters", "GustTrace"]
+           "MODEL_NAME", "count_parameters", "GustTrace", "pack_gust"]
 
 MODEL_NAME = "GustNet"
 
@@ -544,11 +544,48 @@ def load_gust(path: str | os.PathLike, device: str | torch.device = "cpu") -> Gu
         raise CheckpointError(f"{path} holds a {ckpt.config.get('model')!r} model, not a GUST network "
                               f"(config model {MODEL_NAME!r}); train one with `hnnwb gust train`")
     net = GustNet(GustParams.from_dict(ckpt.config["params"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}  # packed files
     try:
-        net.load_state_dict(ckpt.state_dict)
+        net.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the stored GustParams: {exc}") from None
     return net.to(device).eval()
+
+
+PACK_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def pack_gust(source: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float16") -> Path:
+    """A compact, weights-only copy of a GUST checkpoint for shipping: ``out_dir/best.pt`` with the weights
+    stored as ``dtype`` (float16 halves the 4.9 MB file; ``load_gust`` reads them back as float32) and the
+    run's ``history.json`` beside it when the source has one. Returns the new ``best.pt``.
+
+    The rounding changes the weights by at most 2^-11 relative (float16), so a packed net is a slightly
+    different net: evaluate the packed file itself for the numbers you report with it.
+    """
+    import shutil
+
+    from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+    from workbench.fileio import atomic_path
+
+    if dtype not in PACK_DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {sorted(PACK_DTYPES)}")
+    source = Path(source)
+    ckpt_path = source / "best.pt" if source.is_dir() else source
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt.config.get("model") != MODEL_NAME or "params" not in ckpt.config:
+        raise CheckpointError(f"{ckpt_path} holds a {ckpt.config.get('model')!r} model, not a GUST network")
+    half = {k: v.to(PACK_DTYPES[dtype]) if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+    if not all(torch.isfinite(v).all() for v in half.values() if v.is_floating_point()):
+        raise CheckpointError(f"{ckpt_path}: weights overflow {dtype}; pack with dtype='float32' or 'bfloat16'")
+    out_dir = Path(out_dir)
+    extra = {**ckpt.extra, "stored_dtype": dtype, "packed_from": str(ckpt_path)}
+    best = save_checkpoint(out_dir / "best.pt", half, ckpt.config, extra=extra)
+    history = ckpt_path.parent / "history.json"
+    if history.exists() and history.resolve() != (out_dir / "history.json").resolve():
+        with atomic_path(out_dir / "history.json") as tmp:
+            shutil.copyfile(history, tmp)
+    return best
 
 
 def count_parameters(net: nn.Module) -> int:
