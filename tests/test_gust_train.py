@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -204,3 +208,37 @@ def test_scoring_needs_labelled_data_and_valid_settings(tmp_path):
         tiny_config(score_every=1, score_images=0)
     with pytest.raises(ValueError, match="score_every"):
         tiny_config(score_every=-1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_background_training_saves_and_stops_on_sigterm_or_kill_int(tmp_path, sig):
+    """`kill` (SIGTERM) and `kill -INT` of a job started with `nohup ... &` (SIGINT inherited as ignored)
+    stop the run like Ctrl-C: last.pt is saved and --resume continues from it."""
+    from workbench.data.store import write_splits
+
+    train, val, _ = tiny_data(16, 8)
+    x = torch.cat([train, val]).reshape(-1, 6, 6).numpy()
+    data = write_splits(tmp_path / "tiny.h5", {"train_multi": (x, x.astype(np.int64))})
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "workbench.cli", "gust", "train", "--data", str(data), "--out", str(run),
+           "--n-train", "16", "--n-val", "8", "--batch-size", "8", "--epochs", "1000000", "--patience", "1000000",
+           "--no-progress", "--threads", "1", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while not (run / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # let it train past the first save
+    proc.send_signal(sig)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the signal did not stop it: do not leave a training behind
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out
+    assert "interrupted: saved" in out and "--resume" in out
+    stopped = load_checkpoint(run / "last.pt").train_state["iteration"]
+    assert stopped > 0
+    h = json.loads((run / "history.json").read_text())
+    assert len(h["train_loss"]) == stopped and not h["finished"]

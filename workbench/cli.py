@@ -451,8 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0
+    from workbench.runtime import interrupt_on_signals
+
     try:
-        return args.handler(args)
+        with interrupt_on_signals():  # SIGTERM or `kill -INT` of a background job: save and stop like Ctrl-C
+            return args.handler(args)
     except (ValueError, FileNotFoundError) as exc:
         # Library errors already say what is wrong and how to fix it; show them without a traceback.
         print(f"hnnwb: error: {exc}", file=sys.stderr)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from typing import Iterator
 
 import torch
 
@@ -32,3 +36,27 @@ def resolve_device(device: str | None = None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise ``KeyboardInterrupt``, so a training saves ``last.pt`` and
+    stops as on Ctrl-C.
+
+    Why: ``kill`` and job schedulers send SIGTERM, which would otherwise end the process without saving; and a
+    job started in the background by a non-interactive shell (``nohup ... &``) inherits SIGINT *ignored*, so
+    ``kill -INT`` would do nothing. Outside the main thread (where handlers cannot be set) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, raise_interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
