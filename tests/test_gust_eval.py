@@ -9,7 +9,6 @@ import pytest
 from scipy.stats import t as student_t
 
 from workbench.cli import main
-from workbench.data.datasets import make_dataset
 from workbench.experiments.gust import (
     AUTHORS_CURVE,
     curve_stats,
@@ -22,16 +21,9 @@ from workbench.experiments.gust import (
 from workbench.data.store import read_overlap, read_split
 from workbench.models.gust import GustNet
 
-TINY = {"train_multi": 12, "test": 6, "train_single": 0, "train_single_0": 0, "train_single_1": 0,
-        "train_single_2": 0}
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("gust")
-    for n in (2, 3):
-        make_dataset(f"shapes_multiobj_3_{n}", d / f"shapes_multiobj_3_{n}.h5", progress=False, sizes=TINY)
-    return d
+def data(gust_tiny_data):
+    return gust_tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -10,27 +10,19 @@ import torch
 
 from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from workbench.cli import main
-from workbench.data.datasets import make_dataset
 from workbench.experiments.gust import budget_text, generalisation_table, training_budget
 from workbench.experiments.gust_train import smoke_config, train_gust
 from workbench.models.gust import GustNet, load_gust, pack_gust
 
-TINY = {"train_multi": 12, "test": 4, "train_single": 0, "train_single_0": 0, "train_single_1": 0,
-        "train_single_2": 0}
+@pytest.fixture(scope="module")
+def data(gust_tiny_data):
+    return gust_tiny_data
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("gust_pack")
-    for n in (2, 3):
-        make_dataset(f"shapes_multiobj_3_{n}", d / f"shapes_multiobj_3_{n}.h5", progress=False, sizes=TINY)
-    return d
-
-
-@pytest.fixture(scope="module")
-def run(data):
+def run(data, tmp_path_factory):
     """A real (tiny) training run folder: best.pt, last.pt, history.json."""
-    out = data / "run_3"
+    out = tmp_path_factory.mktemp("gust_run") / "run_3"
     train_gust(data / "shapes_multiobj_3_3.h5", out,
                smoke_config(batch_size=4, iterations=3, n_train=8, n_val=4, score_every=0), progress=False)
     return out
