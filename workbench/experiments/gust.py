@@ -67,23 +67,17 @@ OVERLAP_BINS = (0, 1, 8, 16, 30)  # left edges (overlap pixels per image) of the
 
 def load_net(net_or_checkpoint: Any, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
     """A GustNet from a net, a ``.pt`` checkpoint or a run folder (its best.pt), plus a description."""
-    from workbench.models.gust import GustNet, load_gust
+    from workbench.models.gust import GustNet, gust_checkpoint, gust_from_checkpoint
 
     if isinstance(net_or_checkpoint, GustNet):
         return net_or_checkpoint.to(device).eval(), {"net": "in-memory GustNet"}
     path = Path(net_or_checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"no GUST checkpoint at {path}; train one with `hnnwb gust train --out DIR`")
+    ckpt = gust_checkpoint(path)
     info: dict[str, Any] = {"net": str(path)}
-    ckpt = path / "best.pt" if path.is_dir() else path
-    try:
-        from workbench.checkpoints import load_checkpoint
-
-        extra = load_checkpoint(ckpt).extra or {}
-        info.update({k: v for k, v in extra.items() if isinstance(v, (int, float, str, bool))})
-    except Exception:  # the description is optional; load_gust below reports real problems
-        pass
-    return load_gust(path, device=device), info
+    info.update({k: v for k, v in (ckpt.extra or {}).items() if isinstance(v, (int, float, str, bool))})
+    return gust_from_checkpoint(ckpt, device), info
 
 
 def curve_stats(values: np.ndarray) -> dict[str, list[float]]:
@@ -268,21 +262,18 @@ def training_budget(net: Any) -> dict[str, Any] | None:
     the checkpoint itself. None for an in-memory net or a file that does not say."""
     import json
 
-    from workbench.checkpoints import load_checkpoint
-    from workbench.models.gust import GustNet
+    from workbench.models.gust import GustNet, gust_checkpoint
 
     if isinstance(net, GustNet):
         return None
-    path = Path(net)
-    ckpt_path = path / "best.pt" if path.is_dir() else path
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = gust_checkpoint(net)
     train, extra = ckpt.config.get("train") or {}, ckpt.extra or {}
     if "batch_size" not in train or "iteration" not in extra:
         return None
-    out = {"batch_size": int(train["batch_size"]), "lr": train.get("lr"), "n_train": train.get("n_train"), "checkpoint_iteration": int(extra["iteration"]),
-           "checkpoint_epoch": extra.get("epoch"), "val_loss": extra.get("val_loss"),
-           "stored_dtype": extra.get("stored_dtype", "float32")}
-    history = ckpt_path.parent / "history.json"
+    out = {"batch_size": int(train["batch_size"]), "lr": train.get("lr"), "n_train": train.get("n_train"),
+           "checkpoint_iteration": int(extra["iteration"]), "checkpoint_epoch": extra.get("epoch"),
+           "val_loss": extra.get("val_loss"), "stored_dtype": extra.get("stored_dtype", "float32")}
+    history = ckpt.path.parent / "history.json"
     if history.exists():
         h = json.loads(history.read_text())
         iters = len(h.get("train_loss", []))

@@ -51,7 +51,8 @@ from workbench.rng import Stream
 
 __all__ = ["GustParams", "GustNet", "GustRun", "run_gust", "gust_loss", "gust_loss_per_image", "load_gust",
            "gust_config", "gust_dynamics", "gust_reference_loop", "corrupt", "counter_draws", "generator_draws",
-           "MODEL_NAME", "count_parameters", "GustTrace", "pack_gust"]
+           "MODEL_NAME", "count_parameters", "GustTrace", "pack_gust", "gust_checkpoint",
+           "gust_from_checkpoint"]
 
 MODEL_NAME = "GustNet"
 
@@ -532,17 +533,29 @@ def gust_config(net: GustNet, **more: Any) -> dict[str, Any]:
     return {"model": MODEL_NAME, "params": net.params.to_dict(), **more}
 
 
-def load_gust(path: str | os.PathLike, device: str | torch.device = "cpu") -> GustNet:
-    """Load a GustNet from one of our checkpoints (a ``.pt`` file, or a run folder: its ``best.pt``)."""
+def gust_checkpoint(path: str | os.PathLike):
+    """The ``Checkpoint`` of a GUST net (a ``.pt`` file, or a run folder: its ``best.pt``); other models are
+    refused with a clear error."""
     from workbench.checkpoints import CheckpointError, load_checkpoint
 
     path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path / "best.pt" if path.is_dir() else path)
     if ckpt.config.get("model") != MODEL_NAME or "params" not in ckpt.config:
-        raise CheckpointError(f"{path} holds a {ckpt.config.get('model')!r} model, not a GUST network "
+        raise CheckpointError(f"{ckpt.path} holds a {ckpt.config.get('model')!r} model, not a GUST network "
                               f"(config model {MODEL_NAME!r}); train one with `hnnwb gust train`")
+    return ckpt
+
+
+def load_gust(path: str | os.PathLike, device: str | torch.device = "cpu") -> GustNet:
+    """Load a GustNet from one of our checkpoints (a ``.pt`` file, or a run folder: its ``best.pt``)."""
+    return gust_from_checkpoint(gust_checkpoint(path), device)
+
+
+def gust_from_checkpoint(ckpt, device: str | torch.device = "cpu") -> GustNet:
+    """The GustNet of a loaded ``gust_checkpoint`` (float16-packed weights come back as float32), in eval mode."""
+    from workbench.checkpoints import CheckpointError
+
+    path = ckpt.path
     net = GustNet(GustParams.from_dict(ckpt.config["params"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}  # packed files
     try:
@@ -565,16 +578,13 @@ def pack_gust(source: str | os.PathLike, out_dir: str | os.PathLike, dtype: str 
     """
     import shutil
 
-    from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+    from workbench.checkpoints import CheckpointError, save_checkpoint
     from workbench.fileio import atomic_path
 
     if dtype not in PACK_DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(PACK_DTYPES)}")
-    source = Path(source)
-    ckpt_path = source / "best.pt" if source.is_dir() else source
-    ckpt = load_checkpoint(ckpt_path)
-    if ckpt.config.get("model") != MODEL_NAME or "params" not in ckpt.config:
-        raise CheckpointError(f"{ckpt_path} holds a {ckpt.config.get('model')!r} model, not a GUST network")
+    ckpt = gust_checkpoint(source)
+    ckpt_path = ckpt.path
     half = {k: v.to(PACK_DTYPES[dtype]) if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
     if not all(torch.isfinite(v).all() for v in half.values() if v.is_floating_point()):
         raise CheckpointError(f"{ckpt_path}: weights overflow {dtype}; pack with dtype='float32' or 'bfloat16'")
