@@ -27,6 +27,20 @@ def parameter_names(source: str) -> set[str]:
     return names
 
 
+def papermill_parameter_names(cell) -> set[str]:
+    """The names papermill's own inspector finds (what `papermill --help-notebook` lists); it parses each line
+    with a regex and skips, with a warning, lines it cannot read."""
+    import contextlib
+    import io
+    import logging
+
+    from papermill.translators import PythonTranslator
+
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return {p.name for p in PythonTranslator.inspect(cell)}
+
+
 def problems_of(path: Path) -> list[str]:
     try:
         nb = nbformat.read(str(path), as_version=4)
@@ -41,6 +55,10 @@ def problems_of(path: Path) -> list[str]:
         missing = [p for p in REQUIRED_PARAMETERS if p not in parameter_names(tagged[0].source)]
         if missing:
             problems.append(f"parameters cell does not define {', '.join(missing)}")
+        unread = sorted(parameter_names(tagged[0].source) - papermill_parameter_names(tagged[0]))
+        if unread:
+            problems.append(f"papermill cannot read parameter(s) {', '.join(unread)} (its inspector skips the line; "
+                            "keep '=' out of the line's comment)")
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
             problems.append(f"cell {i} has outputs or an execution count (run with --strip)")

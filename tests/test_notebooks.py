@@ -83,6 +83,16 @@ def test_checker_flags_outputs_and_missing_parameters(tmp_path, capsys):
     assert check_notebooks.main(["--strip", str(with_output)]) == 0
 
 
+def test_checker_flags_parameters_papermill_cannot_read(tmp_path, capsys):
+    bad = _notebook(tmp_path / "bad.ipynb", ["1 + 1"])
+    nb = nbformat.read(str(bad), as_version=4)
+    nb.cells[1].source += '\nNETS = "runs/{n}"  # rows (n = objects)\nOK = 3  # fine'
+    nbformat.write(nb, str(bad))
+    assert check_notebooks.main([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "papermill cannot read parameter(s) NETS " in err and "OK" not in err.split("cannot read")[1]
+
+
 def test_checker_rejects_malformed_json(tmp_path, capsys):
     broken = tmp_path / "broken.ipynb"
     broken.write_text("{ not json")
