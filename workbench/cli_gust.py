@@ -123,7 +123,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     pattern = args.nets or str(Path(args.runs) / "train_{n}")
     if "{n}" not in pattern:
-        raise SystemExit(f"--nets {pattern!r} must contain {{n}} (the training object count), e.g. runs/gust/train_{{n}}")
+        raise ValueError(f"--nets {pattern!r} must contain {{n}} (the training object count), e.g. runs/gust/train_{{n}}")
     nets = {n: Path(pattern.format(n=n)) for n in (2, 3, 4)}
     result = generalisation_table(nets, args.data_dir, images=args.images, seeds=_parse_seeds(args.seeds),
                                   cycles=args.cycles, batch_size=args.batch_size, device=args.device,
