@@ -15,6 +15,7 @@ from workbench.experiments.gust import (
     evaluate,
     figure_record,
     generalisation_table,
+    mixed_cluster_ami,
     reference_protocol,
     scores_by_overlap,
 )
@@ -43,6 +44,9 @@ def test_evaluate_returns_curves_and_last_cycle_means(data, net):
         c = r[key]
         assert all(lo <= m <= hi for lo, m, hi in zip(c["ci_low"], c["mean"], c["ci_high"]))
     assert r["seconds"]["scores_ms_per_image_cycle"] > 0 and r["n_nan"] >= 0
+    assert r["silent_share_mean"] == pytest.approx(r["silent_share"]["mean"][-1])
+    assert all(0.0 <= v <= 1.0 for v in r["silent_share"]["mean"]) and r["silent_share"]["n"] == [10, 10, 10]
+    assert r["bound_ami_mean"] is None or -1.0 <= r["bound_ami_mean"] <= 1.0
     json.dumps(r)  # JSON-ready
 
 
@@ -120,6 +124,7 @@ def test_generalisation_table_fills_only_cells_that_were_run(data, net):
     assert t["train"] == [2, 3, 4] and t["test"] == [2, 3, 4]
     assert t["ami"][0] == [None, None, None] and t["ami"][2] == [None, None, None]
     assert t["ami"][1][0] is not None and t["ami"][1][1] is not None and t["ami"][1][2] is None
+    assert t["silent_share"][1][0] is not None and t["silent_share"][1][2] is None and t["bound_ami"][0][0] is None
     assert "train2" in t["missing"] and "train4" in t["missing"] and "test4" in t["missing"]
     assert "--objects 2" in t["missing"]["train2"]
 
@@ -129,6 +134,16 @@ def test_figure_record_keeps_kmedoids_labels(data, net):
     rec = f["record"]
     assert tuple(rec.spikes.shape) == (30, 2, 784) and rec.labels is not None
     assert tuple(f["scores"].pred.shape) == (2, 2, 784)
+
+
+def test_mixed_cluster_ami_costs_more_with_fewer_objects():
+    assert mixed_cluster_ami(3, 0.0) == pytest.approx(1.0)
+    by_n = [mixed_cluster_ami(n, 0.29) for n in (2, 3, 4)]
+    assert by_n == sorted(by_n) and by_n[0] < 0.6 < by_n[2] < 0.7
+    shares = [mixed_cluster_ami(3, f) for f in (0.1, 0.2, 0.3)]
+    assert shares == sorted(shares, reverse=True)
+    with pytest.raises(ValueError, match="share"):
+        mixed_cluster_ami(3, 1.5)
 
 
 def test_authors_curve_has_29_cycles():
@@ -144,4 +159,6 @@ def test_cli_eval_writes_result_json(data, tmp_path, capsys):
     r = json.loads(out.read_text())
     assert r["cycles"] == [1, 2] and "ami_mean" in r and "synscore_mean" in r
     assert sum(b["n"] for b in r["by_overlap"]["bins"]) == 2
-    assert "AMI by overlap pixels per image: 0 px" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "AMI by overlap pixels per image: 0 px" in printed
+    assert f"cycle 2: {r['silent_share_mean']:.3f} of the object pixels are grouped with the silent pixels" in printed

@@ -196,6 +196,7 @@ def test_periodic_grouping_scores_are_logged_and_do_not_change_training(tmp_path
     assert scored["train_loss"] == plain["train_loss"]  # scoring draws from its own generators
     assert [s["epoch"] for s in scored["scores"]] == [-1, 1, 3] and plain["scores"] == []
     assert all(s["images"] == 3 and (s["ami"] is None or -1 <= s["ami"] <= 1) for s in scored["scores"])
+    assert all(0 <= s["silent_share"] <= 1 for s in scored["scores"])
     curve = training_curve(scored)
     assert list(curve["score_epoch"]) == [-1, 1, 3] and curve["score_ami"].shape == (3,)
     assert training_curve(plain)["score_epoch"].size == 0

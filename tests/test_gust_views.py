@@ -9,6 +9,7 @@ import torch
 
 from widgets.grouping import hsv_to_rgb
 from widgets.gust_views import (
+    ami_decomposition_figure,
     colouring_strip,
     colouring_strip_figure,
     generalisation_figure,
@@ -92,6 +93,16 @@ def test_score_curves_draw_mean_band_and_dashed_authors_curve():
     assert list(ami.y[:2]) == [0.1, 0.5] and np.isnan(ami.y[2])
     dashed = [t for t in fig.data if t.line is not None and t.line.dash == "dash"]
     assert len(dashed) == 2 and list(dashed[0].x)[:2] == [20, 30] and len(dashed[0].x) == 29
+
+
+def test_ami_decomposition_draws_three_curves_with_bands():
+    curve = lambda m: {"mean": m, "ci_low": [v - 0.05 for v in m], "ci_high": [v + 0.05 for v in m]}  # noqa: E731
+    result = {"steps": [20, 30], "ami": curve([0.3, 0.6]), "bound_ami": curve([0.8, 0.9]),
+              "silent_share": curve([0.5, 0.25])}
+    fig = ami_decomposition_figure(result)
+    lines = {t.name: t for t in fig.data if t.mode == "lines"}
+    assert list(lines["object pixels grouped with the silent pixels"].y) == [0.5, 0.25]
+    assert lines["AMI of the other object pixels"].line.dash == "dot" and len(fig.data) == 6
 
 
 def test_overlap_figure_draws_images_and_bin_means():

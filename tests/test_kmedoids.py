@@ -205,3 +205,41 @@ def test_scores_do_not_depend_on_batch_size():
         np.testing.assert_array_equal(part.synscore, whole.synscore[lo:hi])
     other = cycle_scores(spikes, lab, cycles=[0, 1], seeds=seeds + 5, image_ids=ids, keep_pred=True)
     assert not torch.equal(other.pred, whole.pred)  # the seed matters
+
+
+def test_off_slot_pixels_join_the_silent_cluster_and_are_counted_as_silent_share():
+    # 3 objects of 15 pixels: 12 fire on the object's slot, 3 one slot later (nobody else's slot), 15 silent
+    # background pixels. Hamming puts each late pixel 1 from silence and 2 from its medoid: in the best
+    # grouping it joins the silent cluster, which mixes all three objects, while the on-slot pixels stay
+    # perfectly grouped. One k-medoids run can stop in a worse grouping, so 8 seeds are scored.
+    N, B = 60, 8
+    labels = torch.zeros(B, N, dtype=torch.int64)
+    spikes = torch.zeros(T, B, N, dtype=torch.bool)
+    for obj, slot in ((1, 1), (2, 4), (3, 7)):
+        px = torch.arange(15 * (obj - 1), 15 * obj)
+        labels[:, px] = obj
+        spikes[slot, :, px[:12]] = True
+        spikes[slot + 1, :, px[12:]] = True
+    res = cycle_scores(spikes, labels, cycles=[0], seeds=torch.arange(B), keep_pred=True)
+    pred = res.pred[:, 0].numpy()
+    late = np.concatenate([np.arange(15 * o + 12, 15 * o + 15) for o in range(3)])
+    best = 0
+    for b in range(B):
+        with_silent = pred[b, :45] == pred[b, 45]  # the background's cluster
+        assert res.silent_share[b, 0] == pytest.approx(with_silent.mean())
+        if with_silent[late].all() and not with_silent[np.setdiff1d(np.arange(45), late)].any():
+            best += 1
+            assert res.silent_share[b, 0] == pytest.approx(9 / 45)
+            assert res.bound_ami[b, 0] == pytest.approx(1.0)
+            assert res.ami[b, 0] < 0.9  # the mixed cluster is what costs AMI
+    assert best >= 4, best
+
+
+def test_silent_share_is_zero_without_silent_pixels_and_bound_ami_nan_when_all_are_grouped_silent():
+    labels = torch.tensor([[1, 1, 2, 2]])
+    spikes = torch.zeros(2 * T, 1, 4, dtype=torch.bool)
+    spikes[T + 2, 0, :2] = True  # cycle 1: every pixel fires; cycle 0: all silent
+    spikes[T + 6, 0, 2:] = True
+    res = cycle_scores(spikes, labels, cycles=[0, 1])
+    assert res.silent_share[0, 1] == 0.0 and res.bound_ami[0, 1] == pytest.approx(1.0)
+    assert res.silent_share[0, 0] == 1.0 and np.isnan(res.bound_ami[0, 0])

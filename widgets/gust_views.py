@@ -190,6 +190,27 @@ def score_curves_figure(result: Mapping[str, Any], *, authors: Mapping[str, Any]
     return fig
 
 
+def ami_decomposition_figure(result: Mapping[str, Any], *, title: str = "what AMI is made of",
+                             height: int = 380) -> go.Figure:
+    """AMI (red), the AMI of the object pixels outside the silent pixels' cluster (``bound_ami``, dark red,
+    dotted) and the share of object pixels inside it (``silent_share``, grey) vs time step, mean with its
+    95 % CI band, from ``evaluate``."""
+    x = np.asarray(result["steps"], dtype=np.float64)
+    names = {"ami": "AMI", "bound_ami": "AMI of the other object pixels",
+             "silent_share": "object pixels grouped with the silent pixels"}
+    series = {}
+    for key, name in names.items():
+        c = result[key]
+        mean = np.array([np.nan if v is None else v for v in c["mean"]], dtype=np.float64)
+        hi = np.array([np.nan if v is None else v for v in c["ci_high"]], dtype=np.float64)
+        series[name] = (mean, hi - mean)
+    colors = dict(zip(names.values(), (AMI_COLOR, "#7f1d1d", "#6b7280")))
+    fig = band_figure(x, series, title=title, xaxis_title="time step", yaxis_title="score / share",
+                      colors=colors, height=height, yaxis_range=(-0.1, 1.05))
+    fig.update_traces(line=dict(dash="dot"), selector=dict(name=names["bound_ami"]))
+    return fig
+
+
 def overlap_figure(by_overlap: Mapping[str, Any], *, title: str = "scores against overlap",
                    height: int = 380) -> go.Figure:
     """Per-image last-cycle AMI (red dots) against overlap pixels, with the per-bin means of AMI (red) and

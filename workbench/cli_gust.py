@@ -87,6 +87,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
           f"{result['n_nan']} undefined SynScores); {sec['total']:.1f} s, scoring "
           f"{sec['scores_ms_per_image_cycle']:.2f} ms per (image, cycle); wrote {args.out}")
     print(f"AMI by overlap pixels per image: {bins}")
+    print(f"cycle {result['cycles'][-1]}: {fmt(result['silent_share_mean'])} of the object pixels are grouped with "
+          f"the silent pixels (off their object's slot: this caps AMI); AMI of the others "
+          f"{fmt(result['bound_ami_mean'])}")
     return 0
 
 
@@ -129,7 +132,9 @@ def _cmd_table(args: argparse.Namespace) -> int:
                                   cycles=args.cycles, batch_size=args.batch_size, device=args.device,
                                   progress=not args.no_progress)
     write_json(args.out, result)
-    for name, values in (("AMI", result["ami"]), ("SynScore", result["synscore"])):
+    for name, values in (("AMI", result["ami"]), ("SynScore", result["synscore"]),
+                         ("object pixels grouped with the silent pixels", result["silent_share"]),
+                         ("AMI of the other object pixels", result["bound_ami"])):
         print(f"{name} at the last cycle (rows: train 2/3/4 objects, columns: test {result['test']}):")
         for n, row in zip(result["train"], values):
             print(f"  train {n}: " + "  ".join("  -  " if v is None else f"{v:.3f}" for v in row))

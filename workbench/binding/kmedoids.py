@@ -267,12 +267,22 @@ def _init_pp(D: torch.Tensor, pat: _Patterns, K: torch.Tensor, used: torch.Tenso
 
 @dataclass(frozen=True)
 class CycleScoreResult:
-    """Per (image row, cycle) scores: ami/synscore ``[B, C]`` float64; pred ``[B, C, N]`` (optional)."""
+    """Per (image row, cycle) scores, ``[B, C]`` float64; pred ``[B, C, N]`` (optional).
+
+    ``silent_share``: the share of the scored pixels that k-medoids puts in the cluster of the silent pixels.
+    Under the Hamming metric (q = 3) a pixel that fires once, in a slot other than its object's medoid, is 1
+    from silence and 2 from the medoid, so this counts every object pixel that misses its object's slot (or is
+    silent itself); that cluster mixes all objects, which caps AMI. ``bound_ami``: AMI over the other scored
+    pixels, i.e. how well the pixels that do fire on a group's slot are grouped (NaN where none are left).
+    AMI is roughly what ``bound_ami`` leaves after ``silent_share`` of the pixels are mixed together.
+    """
 
     cycles: list[int]
     ami: np.ndarray
     synscore: np.ndarray
     pred: torch.Tensor | None = None
+    silent_share: np.ndarray | None = None
+    bound_ami: np.ndarray | None = None
 
     @property
     def n_nan(self) -> int:
@@ -321,7 +331,8 @@ def cycle_scores(spikes: Any, labels: Any, *, T: int = 10, cycles: Sequence[int]
         kb = _as_rows(k, B, "k").to(s.device)
     C = len(cyc)
     if C == 0:
-        return CycleScoreResult(cyc, np.zeros((B, 0)), np.zeros((B, 0)), None)
+        empty = np.zeros((B, 0))
+        return CycleScoreResult(cyc, empty, empty, None, empty, empty)
     blocks = s.reshape(n_cyc, T, B, N)[cyc]  # [C, T, B, N]
     codes = encode_cycles(blocks.permute(2, 0, 3, 1))  # [B, C, N]
 
@@ -337,7 +348,24 @@ def cycle_scores(spikes: Any, labels: Any, *, T: int = 10, cycles: Sequence[int]
                     ignore_label=None if include_background else 0).reshape(B, C)
     syn = _synscore(codes.reshape(B * C, N), pred.reshape(B * C, N), lab_rows.reshape(B * C, N) != 0,
                     q_sync, T).reshape(B, C)
-    return CycleScoreResult(cyc, ami, syn, pred if keep_pred else None)
+    scored = torch.ones_like(lab_rows, dtype=torch.bool) if include_background else lab_rows != 0
+    grouped_silent = silent_cluster(codes, pred) & scored
+    share = (grouped_silent.sum(-1) / scored.sum(-1).clamp(min=1)).double().cpu().numpy()
+    bound = torch.where(scored & ~grouped_silent, lab_rows, -1)  # -1: left out of the bound-pixel AMI
+    bound_ami = ami_batch(bound.reshape(B * C, N).cpu().numpy(), pred.reshape(B * C, N).cpu().numpy(),
+                          ignore_label=-1).reshape(B, C)
+    return CycleScoreResult(cyc, ami, syn, pred if keep_pred else None, share, bound_ami)
+
+
+def silent_cluster(codes: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """Bool mask ``[..., N]`` of the pixels in the cluster that holds the silent pixels (code 0) of their row.
+
+    Pixels with equal codes always share a cluster, so that cluster is well defined; a row without a silent
+    pixel has none (all False).
+    """
+    silent_px = codes == 0
+    silent_label = torch.where(silent_px, pred, -1).amax(-1, keepdim=True)
+    return (pred == silent_label) & silent_px.any(-1, keepdim=True)
 
 
 def _synscore(codes: torch.Tensor, pred: torch.Tensor, scored: torch.Tensor, q: float, T: int,

@@ -8,6 +8,8 @@ Spec gust.md §5-§6 and §9.
 * ``reference_protocol``: the authors' README curve protocol: image 10 of ``train_multi``, ``runs`` seeds.
 * ``generalisation_table``: train {2, 3, 4} x test {2, 3, 4} objects, AMI and SynScore at the last cycle.
 * ``scores_by_overlap``: the last-cycle scores of ``evaluate`` against how much the objects of each image overlap.
+* ``mixed_cluster_ami``: what AMI a grouping keeps when a share of every object's pixels sits in one shared
+  cluster, the way k-medoids groups pixels that miss their object's slot (``evaluate``'s ``silent_share``).
 * ``figure_record``: one image's full record (for colourings, spike maps and rasters, §5.5).
 * training curves: ``workbench.experiments.gust_train.training_curve``.
 
@@ -46,6 +48,7 @@ __all__ = [
     "curve_stats",
     "load_net",
     "scores_by_overlap",
+    "mixed_cluster_ami",
     "OVERLAP_BINS",
 ]
 
@@ -116,8 +119,8 @@ def _summary(ami: np.ndarray, syn: np.ndarray, cycles: list[int], T: int) -> dic
 
 
 def _run_and_score(net: Any, images: np.ndarray, labels: np.ndarray, ids: np.ndarray, seeds: Sequence[int],
-                   cycles: int, device: str | torch.device, keep_record: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray, float, float, Any]:
+                   cycles: int, device: str | torch.device) -> tuple[Any, float, float]:
+    """One batch: the ``CycleScoreResult`` of every (seed, image) row, forward seconds, scoring seconds."""
     from workbench.models.gust import run_gust
 
     t0 = time.perf_counter()
@@ -126,8 +129,7 @@ def _run_and_score(net: Any, images: np.ndarray, labels: np.ndarray, ids: np.nda
     t1 = time.perf_counter()
     rec = run.record
     res = cycle_scores(rec.spikes, rec.labels, T=rec.cycle, seeds=run.seeds, image_ids=run.image_ids)
-    t2 = time.perf_counter()
-    return res.ami, res.synscore, t1 - t0, t2 - t1, rec if keep_record else None
+    return res, t1 - t0, time.perf_counter() - t1
 
 
 def _seeds(seeds: int | Sequence[int]) -> list[int]:
@@ -145,8 +147,10 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
     Returns a JSON-ready dict: ``cycles`` (1..IT-1), ``steps``, ``ami`` / ``synscore`` with ``mean``,
     ``ci_low``, ``ci_high``, ``n`` per cycle and ``per_image`` [rows][cycles] (rows seed-major: seed s of
     image i is row s * images + i), ``ami_mean`` / ``synscore_mean`` at the last cycle, their means over the
-    last 5 cycles, ``n_nan`` (undefined SynScores: one predicted cluster among object pixels), timings
-    (``seconds``) and what was evaluated.
+    last 5 cycles, ``n_nan`` (undefined SynScores: one predicted cluster among object pixels), the AMI
+    decomposition ``silent_share`` / ``bound_ami`` per cycle and ``silent_share_mean`` / ``bound_ami_mean`` at
+    the last cycle (object pixels grouped with the silent pixels, and the AMI of the rest: see
+    ``CycleScoreResult``), timings (``seconds``) and what was evaluated.
     """
     if int(images) < 1 or int(batch_size) < 1 or int(cycles) < 2:
         raise ValueError(f"images and batch_size must be >= 1 and cycles >= 2; got {images}, {batch_size}, {cycles}")
@@ -158,20 +162,23 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
         raise ValueError(f"split {split!r} of {path} has {size} images; asked for {start}..{stop}")
     net, info = load_net(net_or_checkpoint, device)
     t_start = time.perf_counter()
-    parts_ami, parts_syn, t_fwd, t_score = [], [], 0.0, 0.0
+    parts: dict[str, list[np.ndarray]] = {"ami": [], "synscore": [], "silent_share": [], "bound_ami": []}
+    t_fwd, t_score = 0.0, 0.0
     bar = tqdm(total=int(images), desc="gust eval", unit="img", disable=not progress or None)
     for lo in range(start, stop, int(batch_size)):
         hi = min(stop, lo + int(batch_size))
         imgs, labs = read_split(path, split, start=lo, stop=hi)
-        a, s, f, sc, _ = _run_and_score(net, imgs, labs, np.arange(lo, hi), seeds, int(cycles), device)
-        parts_ami.append(a.reshape(len(seeds), hi - lo, -1))
-        parts_syn.append(s.reshape(len(seeds), hi - lo, -1))
+        res, f, sc = _run_and_score(net, imgs, labs, np.arange(lo, hi), seeds, int(cycles), device)
+        for name, part in parts.items():
+            part.append(getattr(res, name).reshape(len(seeds), hi - lo, -1))
         t_fwd, t_score = t_fwd + f, t_score + sc
         bar.update(hi - lo)
     bar.close()
-    ami = np.concatenate(parts_ami, axis=1).reshape(len(seeds) * int(images), -1)  # seed-major rows
-    syn = np.concatenate(parts_syn, axis=1).reshape(len(seeds) * int(images), -1)
+    ami, syn, silent, bound = (np.concatenate(parts[name], axis=1).reshape(len(seeds) * int(images), -1)
+                               for name in parts)  # seed-major rows
     out = _summary(ami, syn, list(range(1, int(cycles))), net.params.slots)
+    out.update({"silent_share": curve_stats(silent), "silent_share_mean": float(np.mean(silent[:, -1])),
+                "bound_ami": curve_stats(bound), "bound_ami_mean": _nanmean_or_none(bound[:, -1])})
     problems = ami.size
     out.update({
         "protocol": "dataset", "data_file": str(path), "split": split, "start": int(start), "images": int(images),
@@ -241,6 +248,26 @@ def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_B
     return out
 
 
+def mixed_cluster_ami(n_objects: int, share: float, pixels_per_object: int = 100) -> float:
+    """AMI of a grouping of ``n_objects`` equal objects that is perfect except that ``share`` of every object's
+    pixels sit together in one extra cluster (as off-slot pixels sit with the silent ones, see ``evaluate``).
+
+    The same share costs more AMI with fewer objects, because the true grouping carries less information:
+    e.g. a share of 0.29 leaves 0.55 / 0.63 / 0.66 for 2 / 3 / 4 objects.
+    """
+    from workbench.metrics import ami
+
+    n, size = int(n_objects), int(pixels_per_object)
+    if n < 1 or size < 1 or not 0.0 <= float(share) <= 1.0:
+        raise ValueError(f"need n_objects >= 1, pixels_per_object >= 1 and 0 <= share <= 1; "
+                         f"got {n_objects}, {pixels_per_object}, {share}")
+    labels = np.repeat(np.arange(1, n + 1), size)
+    pred = labels.copy()
+    mixed = np.arange(size) < round(float(share) * size)  # the first pixels of each object
+    pred[np.tile(mixed, n)] = 0
+    return float(ami(labels, pred, ignore_label=None))
+
+
 def _nanmean_or_none(values: np.ndarray) -> float | None:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else None
@@ -298,7 +325,8 @@ def generalisation_table(nets: Mapping[int, Any], data_dir: str | os.PathLike = 
                          seeds: int | Sequence[int] = (0,), *, cycles: int = 30, batch_size: int = 50,
                          device: str | torch.device = "cpu", progress: bool = True,
                          test_files: Mapping[int, Any] | None = None) -> dict[str, Any]:
-    """Combinatorial generalisation (§3, §10.6): AMI and SynScore at the last cycle for every net
+    """Combinatorial generalisation (§3, §10.6): AMI and SynScore (and AMI's decomposition into
+    ``silent_share`` and ``bound_ami``, see ``evaluate``) at the last cycle for every net
     (``{n_train: net or checkpoint}``) on every test set (``{n_test: file}``, default
     ``generalisation_files(data_dir)``). Cells without a net or test file stay ``None`` and ``missing``
     says which command produces them; nothing is filled in otherwise. ``budget[n_train]`` records what
@@ -307,7 +335,9 @@ def generalisation_table(nets: Mapping[int, Any], data_dir: str | os.PathLike = 
     rows, cols = list(TABLE_COUNTS), sorted(set(TABLE_COUNTS) | set(files))
     out: dict[str, Any] = {"train": rows, "test": cols, "ami": [[None] * len(cols) for _ in rows],
                            "synscore": [[None] * len(cols) for _ in rows], "ami_ci": [[None] * len(cols) for _ in rows],
-                           "synscore_ci": [[None] * len(cols) for _ in rows], "missing": {}, "cells": {},
+                           "synscore_ci": [[None] * len(cols) for _ in rows],
+                           "silent_share": [[None] * len(cols) for _ in rows],
+                           "bound_ami": [[None] * len(cols) for _ in rows], "missing": {}, "cells": {},
                            "budget": {}, "images": int(images), "seeds": _seeds(seeds)}
     for n_te in cols:
         if files.get(n_te) is None or not Path(files[n_te]).exists():
@@ -325,6 +355,7 @@ def generalisation_table(nets: Mapping[int, Any], data_dir: str | os.PathLike = 
             res = evaluate(net, f, split="test", images=images, seeds=seeds, cycles=cycles, batch_size=batch_size,
                            device=device, progress=progress)
             out["ami"][i][j], out["synscore"][i][j] = res["ami_mean"], res["synscore_mean"]
+            out["silent_share"][i][j], out["bound_ami"][i][j] = res["silent_share_mean"], res["bound_ami_mean"]
             k = len(res["cycles"]) - 1
             out["ami_ci"][i][j] = [res["ami"]["ci_low"][k], res["ami"]["ci_high"][k]]
             out["synscore_ci"][i][j] = [res["synscore"]["ci_low"][k], res["synscore"]["ci_high"][k]]

@@ -216,8 +216,9 @@ def validation_loss(net: GustNet, val: torch.Tensor, config: GustTrainConfig, *,
 
 def score_grouping(net: GustNet, data_file: str | Path, config: GustTrainConfig,
                    device: str | torch.device = "cpu") -> dict[str, Any]:
-    """AMI and SynScore at the last of ``config.score_cycles`` cycles, mean over the first
-    ``config.score_images`` images of the ``test`` split of ``data_file`` (seed ``config.score_seed``)."""
+    """AMI and SynScore (and AMI's two parts, ``silent_share`` and ``bound_ami``: see ``evaluate``) at the last of
+    ``config.score_cycles`` cycles, mean over the first ``config.score_images`` images of the ``test`` split of
+    ``data_file`` (seed ``config.score_seed``)."""
     from workbench.experiments.gust import evaluate
 
     was_training = net.training
@@ -226,6 +227,7 @@ def score_grouping(net: GustNet, data_file: str | Path, config: GustTrainConfig,
     net.train(was_training)
     return {"ami": result["ami_mean"], "synscore": result["synscore_mean"],
             "ami_last5": result["ami_mean_last5"], "synscore_last5": result["synscore_mean_last5"],
+            "silent_share": result["silent_share_mean"], "bound_ami": result["bound_ami_mean"],
             "images": config.score_images, "cycles": config.score_cycles, "seed": config.score_seed,
             "seconds": result["seconds"]["total"]}
 
@@ -358,7 +360,8 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
         history["scores"].append(entry)
         fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
         log(f"iteration {iteration} (epoch {epoch}): grouping on {config.score_images} test images, cycle "
-            f"{config.score_cycles - 1}: AMI {fmt(entry['ami'])}, SynScore {fmt(entry['synscore'])} "
+            f"{config.score_cycles - 1}: AMI {fmt(entry['ami'])}, SynScore {fmt(entry['synscore'])}; object pixels "
+            f"grouped with the silent pixels {fmt(entry['silent_share'])}, AMI of the others {fmt(entry['bound_ami'])} "
             f"({entry['seconds']:.1f} s)")
 
     def score_due(epoch: int, epoch_end: bool) -> bool:
