@@ -47,6 +47,7 @@ def test_evaluate_returns_curves_and_last_cycle_means(data, net):
     assert r["silent_share_mean"] == pytest.approx(r["silent_share"]["mean"][-1])
     assert all(0.0 <= v <= 1.0 for v in r["silent_share"]["mean"]) and r["silent_share"]["n"] == [10, 10, 10]
     assert r["bound_ami_mean"] is None or -1.0 <= r["bound_ami_mean"] <= 1.0
+    assert 0.0 <= r["unfired_share_mean"] <= r["silent_share_mean"]
     json.dumps(r)  # JSON-ready
 
 

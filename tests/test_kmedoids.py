@@ -229,7 +229,7 @@ def test_off_slot_pixels_join_the_silent_cluster_and_are_counted_as_silent_share
         assert res.silent_share[b, 0] == pytest.approx(with_silent.mean())
         if with_silent[late].all() and not with_silent[np.setdiff1d(np.arange(45), late)].any():
             best += 1
-            assert res.silent_share[b, 0] == pytest.approx(9 / 45)
+            assert res.silent_share[b, 0] == pytest.approx(9 / 45) and res.unfired_share[b, 0] == 0.0
             assert res.bound_ami[b, 0] == pytest.approx(1.0)
             assert res.ami[b, 0] < 0.9  # the mixed cluster is what costs AMI
     assert best >= 4, best
@@ -243,3 +243,4 @@ def test_silent_share_is_zero_without_silent_pixels_and_bound_ami_nan_when_all_a
     res = cycle_scores(spikes, labels, cycles=[0, 1])
     assert res.silent_share[0, 1] == 0.0 and res.bound_ami[0, 1] == pytest.approx(1.0)
     assert res.silent_share[0, 0] == 1.0 and np.isnan(res.bound_ami[0, 0])
+    assert list(res.unfired_share[0]) == [1.0, 0.0]

@@ -88,8 +88,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
           f"{sec['scores_ms_per_image_cycle']:.2f} ms per (image, cycle); wrote {args.out}")
     print(f"AMI by overlap pixels per image: {bins}")
     print(f"cycle {result['cycles'][-1]}: {fmt(result['silent_share_mean'])} of the object pixels are grouped with "
-          f"the silent pixels (off their object's slot: this caps AMI); AMI of the others "
-          f"{fmt(result['bound_ami_mean'])}")
+          f"the silent pixels ({fmt(result['unfired_share_mean'])} silent themselves, the rest off their object's "
+          f"slot: this caps AMI); AMI of the others {fmt(result['bound_ami_mean'])}")
     return 0
 
 

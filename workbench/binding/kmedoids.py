@@ -275,6 +275,8 @@ class CycleScoreResult:
     silent itself); that cluster mixes all objects, which caps AMI. ``bound_ami``: AMI over the other scored
     pixels, i.e. how well the pixels that do fire on a group's slot are grouped (NaN where none are left).
     AMI is roughly what ``bound_ami`` leaves after ``silent_share`` of the pixels are mixed together.
+    ``unfired_share``: the share of the scored pixels that do not fire at all in the cycle (part of
+    ``silent_share``; the rest of it fires, but off its group's slot).
     """
 
     cycles: list[int]
@@ -283,6 +285,7 @@ class CycleScoreResult:
     pred: torch.Tensor | None = None
     silent_share: np.ndarray | None = None
     bound_ami: np.ndarray | None = None
+    unfired_share: np.ndarray | None = None
 
     @property
     def n_nan(self) -> int:
@@ -332,7 +335,7 @@ def cycle_scores(spikes: Any, labels: Any, *, T: int = 10, cycles: Sequence[int]
     C = len(cyc)
     if C == 0:
         empty = np.zeros((B, 0))
-        return CycleScoreResult(cyc, empty, empty, None, empty, empty)
+        return CycleScoreResult(cyc, empty, empty, None, empty, empty, empty)
     blocks = s.reshape(n_cyc, T, B, N)[cyc]  # [C, T, B, N]
     codes = encode_cycles(blocks.permute(2, 0, 3, 1))  # [B, C, N]
 
@@ -350,11 +353,13 @@ def cycle_scores(spikes: Any, labels: Any, *, T: int = 10, cycles: Sequence[int]
                     q_sync, T).reshape(B, C)
     scored = torch.ones_like(lab_rows, dtype=torch.bool) if include_background else lab_rows != 0
     grouped_silent = silent_cluster(codes, pred) & scored
-    share = (grouped_silent.sum(-1) / scored.sum(-1).clamp(min=1)).double().cpu().numpy()
+    n_scored = scored.sum(-1).clamp(min=1)
+    share = (grouped_silent.sum(-1) / n_scored).double().cpu().numpy()
+    unfired = (((codes == 0) & scored).sum(-1) / n_scored).double().cpu().numpy()
     bound = torch.where(scored & ~grouped_silent, lab_rows, -1)  # -1: left out of the bound-pixel AMI
     bound_ami = ami_batch(bound.reshape(B * C, N).cpu().numpy(), pred.reshape(B * C, N).cpu().numpy(),
                           ignore_label=-1).reshape(B, C)
-    return CycleScoreResult(cyc, ami, syn, pred if keep_pred else None, share, bound_ami)
+    return CycleScoreResult(cyc, ami, syn, pred if keep_pred else None, share, bound_ami, unfired)
 
 
 def silent_cluster(codes: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:

@@ -150,7 +150,8 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
     last 5 cycles, ``n_nan`` (undefined SynScores: one predicted cluster among object pixels), the AMI
     decomposition ``silent_share`` / ``bound_ami`` per cycle and ``silent_share_mean`` / ``bound_ami_mean`` at
     the last cycle (object pixels grouped with the silent pixels, and the AMI of the rest: see
-    ``CycleScoreResult``), timings (``seconds``) and what was evaluated.
+    ``CycleScoreResult``), likewise ``unfired_share`` (object pixels without a spike in the cycle), timings
+    (``seconds``) and what was evaluated.
     """
     if int(images) < 1 or int(batch_size) < 1 or int(cycles) < 2:
         raise ValueError(f"images and batch_size must be >= 1 and cycles >= 2; got {images}, {batch_size}, {cycles}")
@@ -162,7 +163,8 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
         raise ValueError(f"split {split!r} of {path} has {size} images; asked for {start}..{stop}")
     net, info = load_net(net_or_checkpoint, device)
     t_start = time.perf_counter()
-    parts: dict[str, list[np.ndarray]] = {"ami": [], "synscore": [], "silent_share": [], "bound_ami": []}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("ami", "synscore", "silent_share", "bound_ami",
+                                                                 "unfired_share")}
     t_fwd, t_score = 0.0, 0.0
     bar = tqdm(total=int(images), desc="gust eval", unit="img", disable=not progress or None)
     for lo in range(start, stop, int(batch_size)):
@@ -174,11 +176,12 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
         t_fwd, t_score = t_fwd + f, t_score + sc
         bar.update(hi - lo)
     bar.close()
-    ami, syn, silent, bound = (np.concatenate(parts[name], axis=1).reshape(len(seeds) * int(images), -1)
-                               for name in parts)  # seed-major rows
+    ami, syn, silent, bound, unfired = (np.concatenate(parts[name], axis=1).reshape(len(seeds) * int(images), -1)
+                                        for name in parts)  # seed-major rows
     out = _summary(ami, syn, list(range(1, int(cycles))), net.params.slots)
     out.update({"silent_share": curve_stats(silent), "silent_share_mean": float(np.mean(silent[:, -1])),
-                "bound_ami": curve_stats(bound), "bound_ami_mean": _nanmean_or_none(bound[:, -1])})
+                "bound_ami": curve_stats(bound), "bound_ami_mean": _nanmean_or_none(bound[:, -1]),
+                "unfired_share": curve_stats(unfired), "unfired_share_mean": float(np.mean(unfired[:, -1]))})
     problems = ami.size
     out.update({
         "protocol": "dataset", "data_file": str(path), "split": split, "start": int(start), "images": int(images),
