@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import t as student_t
 
 from workbench.cli import main
@@ -17,6 +18,7 @@ from workbench.experiments.gust import (
     generalisation_table,
     mixed_cluster_ami,
     reference_protocol,
+    slot_offsets,
     scores_by_overlap,
 )
 from workbench.data.store import read_overlap, read_split
@@ -145,6 +147,28 @@ def test_mixed_cluster_ami_costs_more_with_fewer_objects():
     assert shares == sorted(shares, reverse=True)
     with pytest.raises(ValueError, match="share"):
         mixed_cluster_ami(3, 1.5)
+
+
+def test_slot_offsets_count_single_spike_pixels_around_each_objects_modal_slot():
+    T, N = 10, 12
+    labels = torch.tensor([[1] * 5 + [2] * 5 + [0, 0]])
+    spikes = torch.zeros(2 * T, 1, N, dtype=torch.bool)  # scored: cycle 1 (the last)
+    for px, slot in enumerate([3, 3, 3, 4, 2]):  # object 1: modal slot 3, one pixel late, one early
+        spikes[T + slot, 0, px] = True
+    for px, slot in zip(range(5, 9), [0, 0, 9, 5]):  # object 2: modal slot 0; slot 9 is one early (mod T)
+        spikes[T + slot, 0, px] = True
+    spikes[T + 1, 0, 9] = spikes[T + 6, 0, 9] = True  # two spikes: not counted
+    spikes[T + 7, 0, 10] = True  # label 0: not counted
+    counts = slot_offsets(spikes, labels, T=T)
+    assert counts.tolist() == [5, 1, 0, 0, 0, 1, 0, 0, 0, 2]
+    assert slot_offsets(spikes, labels, T=T, cycle=0).sum() == 0  # a silent cycle
+    with pytest.raises(ValueError, match="labels"):
+        slot_offsets(spikes, labels[:, :5], T=T)
+
+
+def test_evaluate_reports_slot_offsets_as_shares(data, net):
+    r = evaluate(net, data / "shapes_multiobj_3_3.h5", images=3, seeds=(0,), cycles=3, progress=False)
+    assert len(r["slot_offsets"]) == 10 and sum(r["slot_offsets"]) in (0, pytest.approx(1.0))
 
 
 def test_authors_curve_has_29_cycles():

@@ -17,6 +17,7 @@ from widgets.gust_views import (
     labelled_raster_figure,
     overlap_figure,
     score_curves_figure,
+    slot_offsets_figure,
     spike_map,
     spike_map_figure,
     training_curve_figure,
@@ -103,6 +104,13 @@ def test_ami_decomposition_draws_three_curves_with_bands():
     lines = {t.name: t for t in fig.data if t.mode == "lines"}
     assert list(lines["object pixels grouped with the silent pixels"].y) == [0.5, 0.25]
     assert lines["AMI of the other object pixels"].line.dash == "dot" and len(fig.data) == 6
+
+
+def test_slot_offsets_figure_centres_the_bars_on_the_modal_slot():
+    fig = slot_offsets_figure({"slot_offsets": [0.7, 0.1, 0, 0, 0, 0, 0, 0, 0.05, 0.15]})
+    bar = fig.data[0]
+    assert list(bar.x) == [-4, -3, -2, -1, 0, 1, 2, 3, 4, 5]
+    assert list(bar.y)[3:6] == [0.15, 0.7, 0.1]
 
 
 def test_overlap_figure_draws_images_and_bin_means():

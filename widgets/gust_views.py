@@ -211,6 +211,23 @@ def ami_decomposition_figure(result: Mapping[str, Any], *, title: str = "what AM
     return fig
 
 
+def slot_offsets_figure(result: Mapping[str, Any], *, title: str = "phase precision", height: int = 340) -> go.Figure:
+    """Bars: the share of single-spike object pixels at each slot offset from their object's modal slot
+    (``evaluate``'s ``slot_offsets``), centred on 0 (negative: early). Only offset 0 counts as on the slot
+    for the Hamming grouping."""
+    shares = np.asarray(result["slot_offsets"], dtype=np.float64)
+    T = shares.size
+    offsets = np.arange(T)
+    signed = np.where(offsets > T // 2, offsets - T, offsets)
+    order = np.argsort(signed)
+    colors = [AMI_COLOR if d == 0 else "#9ca3af" for d in signed[order]]
+    fig = go.Figure(go.Bar(x=signed[order], y=shares[order], marker_color=colors,
+                           hovertemplate="offset %{x} slots: %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="slot relative to the object's modal slot", height=height,
+                      yaxis_title="share of object pixels firing once", plot_bgcolor="white", xaxis=dict(dtick=1))
+    return fig
+
+
 def overlap_figure(by_overlap: Mapping[str, Any], *, title: str = "scores against overlap",
                    height: int = 380) -> go.Figure:
     """Per-image last-cycle AMI (red dots) against overlap pixels, with the per-bin means of AMI (red) and

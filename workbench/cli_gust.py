@@ -90,6 +90,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"cycle {result['cycles'][-1]}: {fmt(result['silent_share_mean'])} of the object pixels are grouped with "
           f"the silent pixels ({fmt(result['unfired_share_mean'])} silent themselves, the rest off their object's "
           f"slot: this caps AMI); AMI of the others {fmt(result['bound_ami_mean'])}")
+    off = result["slot_offsets"]
+    print(f"object pixels firing once, by slot relative to their object's modal slot: on it {100 * off[0]:.1f} %, "
+          f"one slot early {100 * off[-1]:.1f} %, one late {100 * off[1]:.1f} %, further {100 * sum(off[2:-1]):.1f} %")
     return 0
 
 

@@ -8,6 +8,7 @@ Spec gust.md §5-§6 and §9.
 * ``reference_protocol``: the authors' README curve protocol: image 10 of ``train_multi``, ``runs`` seeds.
 * ``generalisation_table``: train {2, 3, 4} x test {2, 3, 4} objects, AMI and SynScore at the last cycle.
 * ``scores_by_overlap``: the last-cycle scores of ``evaluate`` against how much the objects of each image overlap.
+* ``slot_offsets``: how precisely each object keeps its phase: its pixels' slots relative to the object's modal slot.
 * ``mixed_cluster_ami``: what AMI a grouping keeps when a share of every object's pixels sits in one shared
   cluster, the way k-medoids groups pixels that miss their object's slot (``evaluate``'s ``silent_share``).
 * ``figure_record``: one image's full record (for colourings, spike maps and rasters, §5.5).
@@ -49,6 +50,7 @@ __all__ = [
     "load_net",
     "scores_by_overlap",
     "mixed_cluster_ami",
+    "slot_offsets",
     "OVERLAP_BINS",
 ]
 
@@ -119,8 +121,9 @@ def _summary(ami: np.ndarray, syn: np.ndarray, cycles: list[int], T: int) -> dic
 
 
 def _run_and_score(net: Any, images: np.ndarray, labels: np.ndarray, ids: np.ndarray, seeds: Sequence[int],
-                   cycles: int, device: str | torch.device) -> tuple[Any, float, float]:
-    """One batch: the ``CycleScoreResult`` of every (seed, image) row, forward seconds, scoring seconds."""
+                   cycles: int, device: str | torch.device) -> tuple[Any, np.ndarray, float, float]:
+    """One batch: the ``CycleScoreResult`` of every (seed, image) row, the last cycle's ``slot_offsets``,
+    forward seconds, scoring seconds."""
     from workbench.models.gust import run_gust
 
     t0 = time.perf_counter()
@@ -129,7 +132,8 @@ def _run_and_score(net: Any, images: np.ndarray, labels: np.ndarray, ids: np.nda
     t1 = time.perf_counter()
     rec = run.record
     res = cycle_scores(rec.spikes, rec.labels, T=rec.cycle, seeds=run.seeds, image_ids=run.image_ids)
-    return res, t1 - t0, time.perf_counter() - t1
+    offsets = slot_offsets(rec.spikes, rec.labels, T=rec.cycle)
+    return res, offsets, t1 - t0, time.perf_counter() - t1
 
 
 def _seeds(seeds: int | Sequence[int]) -> list[int]:
@@ -150,8 +154,9 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
     last 5 cycles, ``n_nan`` (undefined SynScores: one predicted cluster among object pixels), the AMI
     decomposition ``silent_share`` / ``bound_ami`` per cycle and ``silent_share_mean`` / ``bound_ami_mean`` at
     the last cycle (object pixels grouped with the silent pixels, and the AMI of the rest: see
-    ``CycleScoreResult``), likewise ``unfired_share`` (object pixels without a spike in the cycle), timings
-    (``seconds``) and what was evaluated.
+    ``CycleScoreResult``), likewise ``unfired_share`` (object pixels without a spike in the cycle),
+    ``slot_offsets`` (the last cycle's ``slot_offsets`` pooled over all rows, as shares), timings (``seconds``)
+    and what was evaluated.
     """
     if int(images) < 1 or int(batch_size) < 1 or int(cycles) < 2:
         raise ValueError(f"images and batch_size must be >= 1 and cycles >= 2; got {images}, {batch_size}, {cycles}")
@@ -165,12 +170,13 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
     t_start = time.perf_counter()
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ("ami", "synscore", "silent_share", "bound_ami",
                                                                  "unfired_share")}
-    t_fwd, t_score = 0.0, 0.0
+    t_fwd, t_score, offset_counts = 0.0, 0.0, None
     bar = tqdm(total=int(images), desc="gust eval", unit="img", disable=not progress or None)
     for lo in range(start, stop, int(batch_size)):
         hi = min(stop, lo + int(batch_size))
         imgs, labs = read_split(path, split, start=lo, stop=hi)
-        res, f, sc = _run_and_score(net, imgs, labs, np.arange(lo, hi), seeds, int(cycles), device)
+        res, offsets, f, sc = _run_and_score(net, imgs, labs, np.arange(lo, hi), seeds, int(cycles), device)
+        offset_counts = offsets if offset_counts is None else offset_counts + offsets
         for name, part in parts.items():
             part.append(getattr(res, name).reshape(len(seeds), hi - lo, -1))
         t_fwd, t_score = t_fwd + f, t_score + sc
@@ -181,7 +187,8 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
     out = _summary(ami, syn, list(range(1, int(cycles))), net.params.slots)
     out.update({"silent_share": curve_stats(silent), "silent_share_mean": float(np.mean(silent[:, -1])),
                 "bound_ami": curve_stats(bound), "bound_ami_mean": _nanmean_or_none(bound[:, -1]),
-                "unfired_share": curve_stats(unfired), "unfired_share_mean": float(np.mean(unfired[:, -1]))})
+                "unfired_share": curve_stats(unfired), "unfired_share_mean": float(np.mean(unfired[:, -1])),
+                "slot_offsets": (offset_counts / max(int(offset_counts.sum()), 1)).tolist()})
     problems = ami.size
     out.update({
         "protocol": "dataset", "data_file": str(path), "split": split, "start": int(start), "images": int(images),
@@ -249,6 +256,35 @@ def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_B
     spread = ok.sum() > 1 and np.ptp(overlap[ok]) > 0 and np.ptp(per_image["ami"][ok]) > 0
     out["corr_ami"] = float(np.corrcoef(overlap[ok], per_image["ami"][ok])[0, 1]) if spread else None
     return out
+
+
+def slot_offsets(spikes: Any, labels: Any, *, T: int = 10, cycle: int = -1) -> np.ndarray:
+    """Phase precision of every object in one cycle, pooled over the record's rows.
+
+    ``spikes`` bool ``[S, B, N]`` (S = cycles * T), ``labels`` ``[B, N]`` (0 = background or overlap). For each
+    object (label > 0) of each row, its pixels that fire exactly once in the cycle define its modal slot (ties:
+    the earliest); returns the counts ``[T]`` of those pixels by their slot's offset from it, mod T (0: on the
+    modal slot, 1: one slot late, T - 1: one slot early). Under the Hamming grouping metric only offset 0 joins
+    the object's cluster.
+    """
+    s = torch.as_tensor(spikes).to(torch.bool)
+    lab = torch.as_tensor(labels, dtype=torch.int64)
+    if s.dim() != 3 or tuple(lab.shape) != tuple(s.shape[1:]):
+        raise ValueError(f"need spikes [S, B, N] and labels [B, N]; got {tuple(s.shape)} and {tuple(lab.shape)}")
+    n_cycles = s.shape[0] // T
+    if s.shape[0] % T or not -n_cycles <= cycle < n_cycles:
+        raise ValueError(f"the record has {s.shape[0]} steps ({T}-slot cycles); cycle {cycle} is not among them")
+    block = s.reshape(n_cycles, T, *s.shape[1:])[cycle].cpu()  # [T, B, N]
+    single = (block.sum(0) == 1) & (lab > 0)
+    slot = block.to(torch.int64).argmax(0)  # the slot of a single spike
+    B, K = lab.shape[0], int(lab.max()) + 1 if lab.numel() else 1
+    per_object = torch.zeros(B, K, T, dtype=torch.int64)
+    rows = torch.arange(B)[:, None].expand_as(lab)
+    per_object.index_put_((rows[single], lab[single], slot[single]), torch.ones(int(single.sum()), dtype=torch.int64),
+                          accumulate=True)
+    modal = per_object.argmax(-1)  # [B, K]
+    offset = (slot - modal.gather(1, lab)) % T
+    return torch.bincount(offset[single], minlength=T).numpy()
 
 
 def mixed_cluster_ami(n_objects: int, share: float, pixels_per_object: int = 100) -> float:
