@@ -53,6 +53,7 @@ __all__ = [
     "pattern_distances",
     "cycle_scores",
     "CycleScoreResult",
+    "silent_cluster",
     "reference_kpp_init",
 ]
 
