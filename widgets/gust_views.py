@@ -169,17 +169,23 @@ def labelled_raster_figure(record, b: int = 0, cycles: Sequence[int] = (0, 1, 2)
     return fig
 
 
+def _curve_series(result: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{name: (mean, ci half-width)}`` for ``band_figure`` from ``evaluate``'s curves ``{key: name}`` (None -> NaN)."""
+    series = {}
+    for key, name in names.items():
+        c = result[key]
+        mean = np.array([np.nan if v is None else v for v in c["mean"]], dtype=np.float64)
+        hi = np.array([np.nan if v is None else v for v in c["ci_high"]], dtype=np.float64)
+        series[name] = (mean, hi - mean)
+    return series
+
+
 def score_curves_figure(result: Mapping[str, Any], *, authors: Mapping[str, Any] | None = None,
                         title: str = "", height: int = 380) -> go.Figure:
     """AMI (red) and SynScore (blue) vs time step, mean with its 95 % CI band, from ``evaluate`` /
     ``reference_protocol``; ``authors`` (e.g. ``AUTHORS_CURVE``, cycles 1..29) is drawn dashed."""
     x = np.asarray(result["steps"], dtype=np.float64)
-    series = {}
-    for key, name in (("ami", "AMI"), ("synscore", "SynScore")):
-        c = result[key]
-        mean = np.array([np.nan if v is None else v for v in c["mean"]], dtype=np.float64)
-        hi = np.array([np.nan if v is None else v for v in c["ci_high"]], dtype=np.float64)
-        series[name] = (mean, hi - mean)
+    series = _curve_series(result, {"ami": "AMI", "synscore": "SynScore"})
     fig = band_figure(x, series, title=title, xaxis_title="time step", yaxis_title="score",
                       colors={"AMI": AMI_COLOR, "SynScore": SYN_COLOR}, height=height, yaxis_range=(-0.1, 1.0))
     if authors is not None:
@@ -198,12 +204,7 @@ def ami_decomposition_figure(result: Mapping[str, Any], *, title: str = "what AM
     x = np.asarray(result["steps"], dtype=np.float64)
     names = {"ami": "AMI", "bound_ami": "AMI of the other object pixels",
              "silent_share": "object pixels grouped with the silent pixels"}
-    series = {}
-    for key, name in names.items():
-        c = result[key]
-        mean = np.array([np.nan if v is None else v for v in c["mean"]], dtype=np.float64)
-        hi = np.array([np.nan if v is None else v for v in c["ci_high"]], dtype=np.float64)
-        series[name] = (mean, hi - mean)
+    series = _curve_series(result, names)
     colors = dict(zip(names.values(), (AMI_COLOR, "#7f1d1d", "#6b7280")))
     fig = band_figure(x, series, title=title, xaxis_title="time step", yaxis_title="score / share",
                       colors=colors, height=height, yaxis_range=(-0.1, 1.05))
