@@ -90,6 +90,22 @@ def test_scores_by_overlap_bins_the_seed_mean_of_each_image(data, net):
     json.dumps(by)
 
 
+def test_scores_by_overlap_splits_the_ami_decomposition_per_image(data, net):
+    r = evaluate(net, data / "shapes_multiobj_3_3.h5", images=6, seeds=(0, 1), cycles=3, progress=False)
+    share = np.array(r["silent_share"]["last_per_image"], dtype=float)
+    assert share.shape == (12,) and share.mean() == pytest.approx(r["silent_share_mean"])
+    assert len(r["bound_ami"]["last_per_image"]) == 12
+    by = scores_by_overlap(r, bins=(0, 5))
+    assert np.allclose(by["silent_share"], share.reshape(2, 6).mean(axis=0))
+    overlap = np.array(by["overlap"])
+    for b in by["bins"]:
+        inside = (overlap >= b["lo"]) & (overlap < (b["hi"] or 10**9))
+        expect = np.array(by["silent_share"])[inside]
+        assert (b["silent_share"] is None) if not inside.any() else b["silent_share"] == pytest.approx(expect.mean())
+    old = {**r, "silent_share": {k: v for k, v in r["silent_share"].items() if k != "last_per_image"}}
+    assert "silent_share" not in scores_by_overlap(old)  # results written before the split still bin AMI
+
+
 def test_scores_by_overlap_without_a_mask_counts_unlabelled_on_pixels(data, net, tmp_path, monkeypatch):
     f = data / "shapes_multiobj_3_3.h5"
     r = evaluate(net, f, images=4, seeds=(0,), cycles=3, progress=False)

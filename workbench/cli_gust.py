@@ -87,6 +87,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
           f"{result['n_nan']} undefined SynScores); {sec['total']:.1f} s, scoring "
           f"{sec['scores_ms_per_image_cycle']:.2f} ms per (image, cycle); wrote {args.out}")
     print(f"AMI by overlap pixels per image: {bins}")
+    parts = ", ".join(f"{b['label']} px {fmt(b.get('silent_share'))}/{fmt(b.get('bound_ami'))}"
+                      for b in result["by_overlap"]["bins"])
+    print(f"  the same bins, share of object pixels with the silent ones / AMI of the others: {parts}")
     print(f"cycle {result['cycles'][-1]}: {fmt(result['silent_share_mean'])} of the object pixels are grouped with "
           f"the silent pixels ({fmt(result['unfired_share_mean'])} silent themselves, the rest off their object's "
           f"slot: this caps AMI); AMI of the others {fmt(result['bound_ami_mean'])}")

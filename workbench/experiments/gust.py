@@ -154,7 +154,7 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
     last 5 cycles, ``n_nan`` (undefined SynScores: one predicted cluster among object pixels), the AMI
     decomposition ``silent_share`` / ``bound_ami`` per cycle and ``silent_share_mean`` / ``bound_ami_mean`` at
     the last cycle (object pixels grouped with the silent pixels, and the AMI of the rest: see
-    ``CycleScoreResult``), likewise ``unfired_share`` (object pixels without a spike in the cycle),
+    ``CycleScoreResult``; their last cycle per row in ``last_per_image``), likewise ``unfired_share`` (object pixels without a spike in the cycle),
     ``slot_offsets`` (the last cycle's ``slot_offsets`` pooled over all rows, as shares), timings (``seconds``)
     and what was evaluated.
     """
@@ -185,8 +185,10 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
     ami, syn, silent, bound, unfired = (np.concatenate(parts[name], axis=1).reshape(len(seeds) * int(images), -1)
                                         for name in parts)  # seed-major rows
     out = _summary(ami, syn, list(range(1, int(cycles))), net.params.slots)
-    out.update({"silent_share": curve_stats(silent), "silent_share_mean": float(np.mean(silent[:, -1])),
-                "bound_ami": curve_stats(bound), "bound_ami_mean": _nanmean_or_none(bound[:, -1]),
+    out.update({"silent_share": {**curve_stats(silent), "last_per_image": _list(silent[:, -1])},
+                "silent_share_mean": float(np.mean(silent[:, -1])),
+                "bound_ami": {**curve_stats(bound), "last_per_image": _list(bound[:, -1])},
+                "bound_ami_mean": _nanmean_or_none(bound[:, -1]),
                 "unfired_share": curve_stats(unfired), "unfired_share_mean": float(np.mean(unfired[:, -1])),
                 "slot_offsets": (offset_counts / max(int(offset_counts.sum()), 1)).tolist()})
     problems = ami.size
@@ -211,15 +213,34 @@ def reference_protocol(net: Any, data_file: str | os.PathLike, image_index: int 
         "protocol": "reference", "image_index": int(image_index)}
 
 
+_OVERLAP_SCORES = ("ami", "synscore", "silent_share", "bound_ami")
+
+
+def _seed_mean_last(result: Mapping[str, Any], key: str, n: int) -> np.ndarray:
+    """Per image, the seed mean of ``result[key]``'s last cycle (NaN where every seed is undefined)."""
+    if key in ("ami", "synscore"):  # whole curves per row
+        values = [row[-1] for row in result[key]["per_image"]]
+    else:  # the decomposition keeps only the last cycle per row
+        values = result[key]["last_per_image"]
+    last = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if last.size != len(result["seeds"]) * n:
+        raise ValueError(f"result[{key!r}] has {last.size} rows, expected seeds x images = "
+                         f"{len(result['seeds'])} x {n}; pass evaluate()'s result unchanged")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an image whose every seed is NaN stays NaN
+        return np.nanmean(last.reshape(len(result["seeds"]), n), axis=0)
+
+
 def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_BINS) -> dict[str, Any]:
     """Last-cycle AMI and SynScore of a dataset-protocol ``evaluate`` result against each image's overlap.
 
     Overlap = pixels covered by more than one object: the file's ``overlap`` mask, or for files without one
     (the authors') the on-pixels labelled 0. The AMI leaves them out, but they are where two objects
     touch, so they measure how entangled a scene is. Per image the scores are averaged over the seeds;
-    ``bins`` are left edges (the last bin is open). Returns per-image ``overlap`` / ``ami`` / ``synscore``,
-    per bin ``lo``, ``hi`` (None = open), ``label`` ("0", "1-7", "30+"), ``n``, ``overlap_mean``, ``ami``,
-    ``synscore`` (means, None for an empty bin), and ``corr_ami``, the Pearson correlation of per-image AMI
+    ``bins`` are left edges (the last bin is open). Returns per-image ``overlap`` / ``ami`` / ``synscore``
+    (and ``silent_share`` / ``bound_ami`` when the result has them per image), per bin ``lo``, ``hi``
+    (None = open), ``label`` ("0", "1-7", "30+"), ``n``, ``overlap_mean`` and the same scores (means, None
+    for an empty bin), and ``corr_ami``, the Pearson correlation of per-image AMI
     with overlap (None when undefined).
     """
     if result.get("protocol") != "dataset":
@@ -235,17 +256,10 @@ def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_B
         images, labels = read_split(path, split, start=start, stop=start + n)
         mask, source = (images > 0) & (labels == 0), "unlabelled on-pixels"
     overlap = mask.reshape(n, -1).sum(axis=1)
-    per_image = {}
-    for key in ("ami", "synscore"):
-        last = np.array([np.nan if r[-1] is None else r[-1] for r in result[key]["per_image"]], dtype=np.float64)
-        if last.size != len(result["seeds"]) * n:
-            raise ValueError(f"result[{key!r}]['per_image'] has {last.size} rows, expected seeds x images = "
-                             f"{len(result['seeds'])} x {n}; pass evaluate()'s result unchanged")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an image whose every seed is NaN stays NaN
-            per_image[key] = np.nanmean(last.reshape(len(result["seeds"]), n), axis=0)
-    out: dict[str, Any] = {"overlap": overlap.tolist(), "ami": _list(per_image["ami"]),
-                           "synscore": _list(per_image["synscore"]), "source": source, "bins": []}
+    per_image = {key: _seed_mean_last(result, key, n) for key in _OVERLAP_SCORES
+                 if key in ("ami", "synscore") or "last_per_image" in result.get(key, {})}
+    out: dict[str, Any] = {"overlap": overlap.tolist(), **{k: _list(v) for k, v in per_image.items()},
+                           "source": source, "bins": []}
     for lo, hi in zip(edges, edges[1:] + [None]):
         inside = (overlap >= lo) & (overlap < hi if hi is not None else True)
         label = f"{lo}+" if hi is None else str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"
