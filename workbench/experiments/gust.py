@@ -154,9 +154,9 @@ def evaluate(net_or_checkpoint: Any, data_file: str | os.PathLike, *, split: str
     last 5 cycles, ``n_nan`` (undefined SynScores: one predicted cluster among object pixels), the AMI
     decomposition ``silent_share`` / ``bound_ami`` per cycle and ``silent_share_mean`` / ``bound_ami_mean`` at
     the last cycle (object pixels grouped with the silent pixels, and the AMI of the rest: see
-    ``CycleScoreResult``; their last cycle per row in ``last_per_image``), likewise ``unfired_share`` (object pixels without a spike in the cycle),
-    ``slot_offsets`` (the last cycle's ``slot_offsets`` pooled over all rows, as shares), timings (``seconds``)
-    and what was evaluated.
+    ``CycleScoreResult``; their last cycle per row in ``last_per_image``), likewise ``unfired_share`` (object
+    pixels without a spike in the cycle), ``slot_offsets`` (the last cycle's ``slot_offsets`` pooled over all
+    rows, as shares), timings (``seconds``) and what was evaluated.
     """
     if int(images) < 1 or int(batch_size) < 1 or int(cycles) < 2:
         raise ValueError(f"images and batch_size must be >= 1 and cycles >= 2; got {images}, {batch_size}, {cycles}")
