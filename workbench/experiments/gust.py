@@ -216,12 +216,16 @@ def reference_protocol(net: Any, data_file: str | os.PathLike, image_index: int 
 _OVERLAP_SCORES = ("ami", "synscore", "silent_share", "bound_ami")
 
 
-def _seed_mean_last(result: Mapping[str, Any], key: str, n: int) -> np.ndarray:
-    """Per image, the seed mean of ``result[key]``'s last cycle (NaN where every seed is undefined)."""
-    if key in ("ami", "synscore"):  # whole curves per row
-        values = [row[-1] for row in result[key]["per_image"]]
-    else:  # the decomposition keeps only the last cycle per row
-        values = result[key]["last_per_image"]
+def _seed_mean_last(result: Mapping[str, Any], key: str, n: int) -> np.ndarray | None:
+    """Per image, the seed mean of ``result[key]``'s last cycle (NaN where every seed is undefined); None when
+    the result keeps no per-image values of ``key`` (the decomposition before it was stored per image)."""
+    scores = result.get(key, {})
+    if "per_image" in scores:  # whole curves per row (AMI, SynScore)
+        values = [row[-1] for row in scores["per_image"]]
+    elif "last_per_image" in scores:  # the decomposition keeps only the last cycle per row
+        values = scores["last_per_image"]
+    else:
+        return None
     last = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if last.size != len(result["seeds"]) * n:
         raise ValueError(f"result[{key!r}] has {last.size} rows, expected seeds x images = "
@@ -256,8 +260,7 @@ def scores_by_overlap(result: Mapping[str, Any], bins: Sequence[int] = OVERLAP_B
         images, labels = read_split(path, split, start=start, stop=start + n)
         mask, source = (images > 0) & (labels == 0), "unlabelled on-pixels"
     overlap = mask.reshape(n, -1).sum(axis=1)
-    per_image = {key: _seed_mean_last(result, key, n) for key in _OVERLAP_SCORES
-                 if key in ("ami", "synscore") or "last_per_image" in result.get(key, {})}
+    per_image = {key: values for key in _OVERLAP_SCORES if (values := _seed_mean_last(result, key, n)) is not None}
     out: dict[str, Any] = {"overlap": overlap.tolist(), **{k: _list(v) for k, v in per_image.items()},
                            "source": source, "bins": []}
     for lo, hi in zip(edges, edges[1:] + [None]):
