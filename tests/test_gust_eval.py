@@ -12,6 +12,8 @@ from scipy.stats import t as student_t
 from workbench.cli import main
 from workbench.experiments.gust import (
     AUTHORS_CURVE,
+    compare_nets,
+    comparison_text,
     curve_stats,
     evaluate,
     figure_record,
@@ -146,6 +148,32 @@ def test_generalisation_table_fills_only_cells_that_were_run(data, net):
     assert t["silent_share"][1][0] is not None and t["silent_share"][1][2] is None and t["bound_ami"][0][0] is None
     assert "train2" in t["missing"] and "train4" in t["missing"] and "test4" in t["missing"]
     assert "--objects 2" in t["missing"]["train2"]
+
+
+def test_compare_nets_scores_every_net_on_the_same_rows_and_pairs_them(data, net):
+    other = GustNet(seed=1)
+    kw = dict(images=3, seeds=(0, 1), cycles=3, progress=False)
+    c = compare_nets({"a": net, "b": other}, data / "shapes_multiobj_3_3.h5", **kw)
+    assert [r["name"] for r in c["rows"]] == ["a", "b"] and c["images"] == 3 and c["seeds"] == [0, 1]
+    alone = evaluate(other, data / "shapes_multiobj_3_3.h5", **kw)
+    assert c["results"]["b"]["ami"]["per_image"] == alone["ami"]["per_image"]
+    a, b = (np.array([r[-1] for r in c["results"][k]["ami"]["per_image"]], dtype=float) for k in ("a", "b"))
+    first, second = c["rows"]
+    assert first["ami_diff"]["mean"] == pytest.approx(0.0) and second["ami_diff"]["n"] == 6
+    assert second["ami_diff"]["mean"] == pytest.approx(float(np.mean(b - a)))
+    assert second["ami_diff"]["ci_low"] <= second["ami_diff"]["mean"] <= second["ami_diff"]["ci_high"]
+    assert second["ami_mean"] == alone["ami_mean"] and second["budget"] is None
+    lines = comparison_text(c)
+    assert len(lines) == 2 and "AMI minus a's" in lines[1] and "minus" not in lines[0]
+    json.dumps(c)
+
+
+def test_compare_nets_checks_every_path_before_running(data, net, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no GUST checkpoint"):
+        compare_nets({"a": net, "gone": tmp_path / "nothing"}, data / "shapes_multiobj_3_3.h5", images=1,
+                     progress=False)
+    with pytest.raises(ValueError, match="at least one net"):
+        compare_nets({}, data / "shapes_multiobj_3_3.h5")
 
 
 def test_figure_record_keeps_kmedoids_labels(data, net):

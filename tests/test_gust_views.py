@@ -15,6 +15,7 @@ from widgets.gust_views import (
     generalisation_figure,
     input_panel_figure,
     labelled_raster_figure,
+    net_comparison_figure,
     overlap_figure,
     score_curves_figure,
     slot_offsets_figure,
@@ -104,6 +105,18 @@ def test_ami_decomposition_draws_three_curves_with_bands():
     lines = {t.name: t for t in fig.data if t.mode == "lines"}
     assert list(lines["object pixels grouped with the silent pixels"].y) == [0.5, 0.25]
     assert lines["AMI of the other object pixels"].line.dash == "dot" and len(fig.data) == 6
+
+
+def test_net_comparison_draws_one_banded_curve_per_net():
+    curve = lambda m: {"mean": m, "ci_low": [v - 0.05 for v in m], "ci_high": [v + 0.05 for v in m]}  # noqa: E731
+    results = {name: {"steps": [20, 30], "ami": curve(m), "synscore": curve([0.1, 0.2])}
+               for name, m in (("recipe", [0.3, 0.6]), ("batch 64", [0.4, 0.7]))}
+    fig = net_comparison_figure({"results": results})
+    lines = {t.name: list(t.y) for t in fig.data if t.mode == "lines"}
+    assert lines == {"recipe": [0.3, 0.6], "batch 64": [0.4, 0.7]} and len(fig.data) == 4
+    assert fig.layout.yaxis.title.text == "AMI"
+    with pytest.raises(ValueError, match="'ami' or 'synscore'"):
+        net_comparison_figure({"results": results}, key="loss")
 
 
 def test_slot_offsets_figure_centres_the_bars_on_the_modal_slot():

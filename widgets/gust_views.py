@@ -40,6 +40,7 @@ __all__ = [
     "generalisation_figure",
     "training_curve_figure",
     "overlap_figure",
+    "net_comparison_figure",
 ]
 
 COLOURING_CYCLES = (0, 5, 10, 15, 20, 25, 29)
@@ -194,6 +195,21 @@ def score_curves_figure(result: Mapping[str, Any], *, authors: Mapping[str, Any]
             fig.add_scatter(x=steps, y=authors[key], mode="lines", name=f"{name}, authors (§6.1)",
                             line=dict(color=color, dash="dash", width=1.5))
     return fig
+
+
+def net_comparison_figure(comparison: Mapping[str, Any], *, key: str = "ami", title: str = "",
+                          height: int = 380) -> go.Figure:
+    """One curve per net of ``compare_nets`` (``key`` = "ami" or "synscore") vs time step, mean with its 95 % CI
+    band, on the same test images and seeds."""
+    if key not in ("ami", "synscore"):
+        raise ValueError(f"key must be 'ami' or 'synscore', got {key!r}")
+    results = comparison["results"]
+    if not results:
+        raise ValueError("the comparison holds no nets")
+    x = np.asarray(next(iter(results.values()))["steps"], dtype=np.float64)
+    series = {name: _curve_series(res, {key: name})[name] for name, res in results.items()}
+    return band_figure(x, series, title=title, xaxis_title="time step",
+                       yaxis_title="AMI" if key == "ami" else "SynScore", height=height, yaxis_range=(-0.1, 1.0))
 
 
 def ami_decomposition_figure(result: Mapping[str, Any], *, title: str = "what AMI is made of",

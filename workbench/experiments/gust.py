@@ -421,6 +421,72 @@ def generalisation_table(nets: Mapping[int, Any], data_dir: str | os.PathLike = 
     return out
 
 
+def compare_nets(nets: Mapping[str, Any], data_file: str | os.PathLike, *, images: int = 100,
+                 seeds: int | Sequence[int] = (0,), cycles: int = 30, batch_size: int = 50,
+                 device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+    """The dataset protocol (``evaluate``) for several nets (``{name: net, .pt file or run folder}``) on the same
+    test images and seeds. The random streams are keyed by (seed, image), so every net sees the same neuron
+    noise, initial state and k-medoids init, and the nets can be compared image by image.
+
+    Returns ``{"images", "seeds", "data_file", "results": {name: evaluate(...)}, "rows": [...]}``, one row per
+    net in the given order: ``ami_mean``, ``synscore_mean`` and their 95 % CIs at the last cycle,
+    ``silent_share_mean``, ``bound_ami_mean``, the training ``budget`` (``training_budget``), and
+    ``ami_diff`` / ``synscore_diff``: the paired difference to the first net (mean and 95 % CI over the
+    (seed, image) rows): it tests one net against the other on the images that both find hard or easy, which
+    two CIs side by side do not. Every path is checked before anything runs."""
+    if not nets:
+        raise ValueError("compare_nets needs at least one net, e.g. {'mine': 'runs/gust/train_3'}")
+    for name, net in nets.items():
+        if isinstance(net, (str, os.PathLike)):
+            load_net(net)  # a missing or foreign checkpoint fails here, not after the first net's evaluation
+    results = {name: evaluate(net, data_file, images=images, seeds=seeds, cycles=cycles, batch_size=batch_size,
+                              device=device, progress=progress) for name, net in nets.items()}
+    first = next(iter(results.values()))
+    rows = []
+    for (name, net), res in zip(nets.items(), results.values()):
+        k = len(res["cycles"]) - 1
+        row = {"name": name, "net": str(net) if isinstance(net, (str, os.PathLike)) else "in-memory",
+               "budget": training_budget(net), "silent_share_mean": res["silent_share_mean"],
+               "bound_ami_mean": res["bound_ami_mean"]}
+        for key in ("ami", "synscore"):
+            row[f"{key}_mean"] = res[f"{key}_mean"]
+            row[f"{key}_ci"] = [res[key]["ci_low"][k], res[key]["ci_high"][k]]
+            diff = _last_cycle(res, key) - _last_cycle(first, key)
+            stats = curve_stats(diff[:, None])
+            row[f"{key}_diff"] = {"mean": stats["mean"][0], "ci_low": stats["ci_low"][0],
+                                  "ci_high": stats["ci_high"][0], "n": stats["n"][0]}
+        rows.append(row)
+    return {"images": int(images), "seeds": _seeds(seeds), "data_file": str(data_file), "results": results,
+            "rows": rows}
+
+
+def _last_cycle(result: Mapping[str, Any], key: str) -> np.ndarray:
+    """The last cycle's score of every (seed, image) row of an ``evaluate`` result (None -> NaN)."""
+    return np.array([np.nan if r[-1] is None else r[-1] for r in result[key]["per_image"]], dtype=np.float64)
+
+
+def comparison_text(comparison: Mapping[str, Any]) -> list[str]:
+    """One line per net of ``compare_nets``: scores at the last cycle with CIs, AMI's two parts, the paired
+    difference to the first net and the training budget."""
+    lines, first = [], comparison["rows"][0]["name"]
+    for i, row in enumerate(comparison["rows"]):
+        text = (f"{row['name']}: AMI {_fmt(row['ami_mean'])} ({_fmt(row['ami_ci'][0])}-{_fmt(row['ami_ci'][1])}), "
+                f"SynScore {_fmt(row['synscore_mean'])}; with the silent pixels {_fmt(row['silent_share_mean'])}, "
+                f"AMI of the others {_fmt(row['bound_ami_mean'])}")
+        if i:
+            d = row["ami_diff"]
+            text += (f"; AMI minus {first}'s on the same (seed, image) rows {_fmt(d['mean'], sign=True)} "
+                     f"({_fmt(d['ci_low'], sign=True)} to {_fmt(d['ci_high'], sign=True)})")
+        lines.append(text + f"\n    {budget_text(row['budget'])}")
+    return lines
+
+
+def _fmt(value: float | None, *, sign: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:+.3f}" if sign else f"{value:.3f}"
+
+
 def figure_record(net: Any, data_file: str | os.PathLike, image_index: int = REFERENCE_IMAGE, *,
                   split: str = "train_multi", seeds: int | Sequence[int] = 0, cycles: int = 30,
                   device: str | torch.device = "cpu", scores: bool = True) -> dict[str, Any]:
