@@ -231,3 +231,22 @@ def test_cli_eval_writes_result_json(data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "AMI by overlap pixels per image: 0 px" in printed
     assert f"cycle 2: {r['silent_share_mean']:.3f} of the object pixels are grouped with the silent pixels" in printed
+
+
+def test_cli_compare_scores_each_net_against_the_first(data, tmp_path, capsys):
+    from workbench.checkpoints import save_checkpoint
+    from workbench.models.gust import gust_config
+
+    other = GustNet(seed=2)
+    save_checkpoint(tmp_path / "run" / "best.pt", other, gust_config(other))
+    out = tmp_path / "c.json"
+    args = ["gust", "compare", "--data", str(data / "shapes_multiobj_3_3.h5"), "--images", "2", "--cycles", "3",
+            "--net", "untrained", "--net", str(tmp_path / "run"), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    r = json.loads(out.read_text())
+    assert [row["name"] for row in r["rows"]] == ["untrained", str(tmp_path / "run")]
+    assert r["rows"][1]["ami_diff"]["n"] == 2
+    assert "AMI minus untrained's on the same (seed, image) rows" in capsys.readouterr().out
+    twice = args[:args.index(str(tmp_path / "run"))] + ["untrained", "--out", str(out)]
+    assert main(twice) == 2
+    assert "names the same net twice" in capsys.readouterr().err

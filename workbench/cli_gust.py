@@ -109,18 +109,54 @@ def _add_eval(gust_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset HDF5, e.g. data/shapes_multiobj_3_3.h5")
     p.add_argument("--split", default="test", help="split (default test; the README protocol uses train_multi "
                    "--start 10 --images 1 --seeds 0,1,2,3,4)")
-    p.add_argument("--images", type=int, default=100, help="number of images from --start (default 100)")
     p.add_argument("--start", type=int, default=0, help="first image (default 0)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--cycles", type=int, default=30, help="cycles IT (default 30)")
     p.add_argument("--net", default="runs/gust/train_3", help="checkpoint, run folder (its best.pt) or "
                    "'untrained' (default runs/gust/train_3)")
+    _add_protocol_options(p, "number of images from --start (default 100)")
+
+
+def _add_protocol_options(p: argparse.ArgumentParser, images_help: str) -> None:
+    """The options every dataset-protocol command shares (eval, compare, table)."""
+    p.add_argument("--images", type=int, default=100, help=images_help)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--cycles", type=int, default=30, help="cycles IT (default 30)")
     p.add_argument("--out", type=Path, required=True, help="result JSON")
     p.add_argument("--batch-size", type=int, default=50, help="images per forward (default 50); results do not "
                    "depend on it")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on <= 2 cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from workbench.cli import _parse_seeds
+    from workbench.experiments.gust import compare_nets, comparison_text
+    from workbench.fileio import write_json
+    from workbench.runtime import configure_threads
+
+    if len(set(args.net)) != len(args.net):
+        raise ValueError(f"--net names the same net twice: {args.net}")
+    configure_threads(args.threads)
+    result = compare_nets({spec: _eval_net(spec) for spec in args.net}, args.data, images=args.images,
+                          seeds=_parse_seeds(args.seeds), cycles=args.cycles, batch_size=args.batch_size,
+                          device=args.device, progress=not args.no_progress)
+    write_json(args.out, result)
+    print(f"{args.data} test[0:{args.images}] x {len(result['seeds'])} seed(s), cycle {args.cycles - 1}:")
+    print("\n".join(comparison_text(result)))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _add_compare(gust_sub: argparse._SubParsersAction) -> None:
+    from workbench.cli import _add
+
+    p = _add(gust_sub, "compare", _cmd_compare,
+             "the dataset protocol for several nets on the same test images and seeds, with each net's paired "
+             "AMI / SynScore difference to the first; writes RESULT.json")
+    p.add_argument("--data", type=Path, required=True, help="dataset HDF5, e.g. data/shapes_multiobj_3_3.h5")
+    p.add_argument("--net", action="append", required=True, help="checkpoint, run folder (its best.pt) or "
+                   "'untrained'; give it once per net, the first is the baseline of the paired differences")
+    _add_protocol_options(p, "test images (default 100)")
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -162,14 +198,7 @@ def _add_table(gust_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nets", default=None, help="net of each row as a pattern with {n} = training objects, e.g. "
                    "data/checkpoints/gust_table_{n} (the shipped equal-budget nets); overrides --runs")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder with the test files")
-    p.add_argument("--images", type=int, default=100, help="test images per cell (default 100)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--cycles", type=int, default=30, help="cycles IT (default 30)")
-    p.add_argument("--out", type=Path, required=True, help="result JSON")
-    p.add_argument("--batch-size", type=int, default=50, help="images per forward (default 50)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on <= 2 cores)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_protocol_options(p, "test images per cell (default 100)")
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
@@ -197,5 +226,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     gust_sub = _group(sub, "gust", "GUST: train the network and evaluate its grouping")
     _add_train(gust_sub)
     _add_eval(gust_sub)
+    _add_compare(gust_sub)
     _add_table(gust_sub)
     _add_pack(gust_sub)
