@@ -267,11 +267,11 @@ def test_sparse_fast_path_gives_the_same_spikes_prediction_and_gradients():
         gust_dynamics(net, x, h0, 1, draws, sparse=True, mlp_dtype=torch.float64)
 
 
-@pytest.mark.parametrize("name, min_ami", [("gust_smoke300", 0.40), ("gust_train_3", 0.60), ("gust_b64_3", 0.65)])
+@pytest.mark.parametrize("name, min_ami", [("gust_smoke300", 0.40), ("gust_train_3", 0.60), ("gust_b64_3", 0.67)])
 def test_shipped_nets_load_match_their_history_and_group_objects(tmp_path, name, min_ami):
     """The shipped GUST nets are the paper's network, their best.pt is the best epoch their history logs, and
     they group the first test scenes of 3_3 far above an untrained net (which scores about 0). Measured on these
-    8 scenes: 0.50 (smoke), 0.68 (§4 net) and 0.73 (batch-64 net, float16 weights); the floors leave room for
+    8 scenes: 0.50 (smoke), 0.68 (§4 net) and 0.75 (batch-64 net, float16 weights); the floors leave room for
     another CPU's rounding."""
     import json
 

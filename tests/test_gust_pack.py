@@ -12,7 +12,7 @@ from workbench.checkpoints import CheckpointError, load_checkpoint, save_checkpo
 from workbench.cli import main
 from workbench.experiments.gust import budget_text, generalisation_table, training_budget
 from workbench.experiments.gust_train import smoke_config, train_gust
-from workbench.models.gust import GustNet, load_gust, pack_gust
+from workbench.models.gust import GustNet, compact_history, load_gust, pack_gust
 
 @pytest.fixture(scope="module")
 def data(gust_tiny_data):
@@ -32,7 +32,8 @@ def test_pack_halves_the_file_and_loads_back_as_float32(run, tmp_path):
     best = pack_gust(run, tmp_path / "packed")
     assert best == tmp_path / "packed" / "best.pt"
     assert best.stat().st_size < 0.55 * (run / "best.pt").stat().st_size
-    assert json.loads((tmp_path / "packed" / "history.json").read_text()) == json.loads((run / "history.json").read_text())
+    packed_h, run_h = (json.loads(p.read_text()) for p in (tmp_path / "packed" / "history.json", run / "history.json"))
+    assert packed_h.pop("train_loss") == pytest.approx(run_h.pop("train_loss"), rel=1e-5) and packed_h == run_h
     stored = load_checkpoint(best)
     assert all(v.dtype == torch.float16 for v in stored.state_dict.values())
     assert stored.extra["stored_dtype"] == "float16" and stored.extra["iteration"] == load_checkpoint(run / "best.pt").extra["iteration"]
@@ -61,6 +62,15 @@ def test_pack_keeps_float32_exactly_and_refuses_bad_input(run, tmp_path):
     assert not (tmp_path / "x" / "best.pt").exists()
     with pytest.raises(FileNotFoundError):
         pack_gust(tmp_path / "absent", tmp_path / "x")
+
+
+def test_compact_history_rounds_only_the_training_loss():
+    text = json.dumps({"train_loss": [0.0021234567891, 0.5, None], "val": [{"val_loss": 0.0021234567891}],
+                       "iterations_per_epoch": 282}, indent=2)
+    small = compact_history(text)
+    h = json.loads(small)
+    assert h["train_loss"] == [0.00212346, 0.5, None] and h["val"][0]["val_loss"] == 0.0021234567891
+    assert "\n" not in small.rstrip("\n") and len(small) < len(text)
 
 
 def test_training_budget_reads_the_checkpoint_and_the_run_history(run, tmp_path):

@@ -35,6 +35,7 @@ the batch size or an image's position in the batch. Streams: ``INIT`` (initial h
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -576,8 +577,6 @@ def pack_gust(source: str | os.PathLike, out_dir: str | os.PathLike, dtype: str 
     The rounding changes the weights by at most 2^-11 relative (float16), so a packed net is a slightly
     different net: evaluate the packed file itself for the numbers you report with it.
     """
-    import shutil
-
     from workbench.checkpoints import CheckpointError, save_checkpoint
     from workbench.fileio import atomic_path
 
@@ -594,8 +593,20 @@ def pack_gust(source: str | os.PathLike, out_dir: str | os.PathLike, dtype: str 
     history = ckpt_path.parent / "history.json"
     if history.exists() and history.resolve() != (out_dir / "history.json").resolve():
         with atomic_path(out_dir / "history.json") as tmp:
-            shutil.copyfile(history, tmp)
+            tmp.write_text(compact_history(history.read_text()))
     return best
+
+
+def compact_history(text: str, digits: int = 6) -> str:
+    """A run's ``history.json`` for shipping: one line, the per-iteration training loss rounded to ``digits``
+    significant digits (a long run logs ~10^5 of them; indented at full precision that is ~27 bytes each). The
+    loss is a noisy one-batch estimate, so six digits change nothing a curve can show. Everything else is kept
+    exactly."""
+    history = json.loads(text)
+    if isinstance(history.get("train_loss"), list):
+        history["train_loss"] = [float(f"{v:.{digits}g}") if isinstance(v, float) else v
+                                 for v in history["train_loss"]]
+    return json.dumps(history, separators=(",", ":")) + "\n"
 
 
 def count_parameters(net: nn.Module) -> int:
