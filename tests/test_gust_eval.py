@@ -17,6 +17,7 @@ from workbench.experiments.gust import (
     curve_stats,
     evaluate,
     figure_record,
+    format_score,
     generalisation_table,
     mixed_cluster_ami,
     reference_protocol,
@@ -166,6 +167,11 @@ def test_compare_nets_scores_every_net_on_the_same_rows_and_pairs_them(data, net
     lines = comparison_text(c)
     assert len(lines) == 2 and "AMI minus a's" in lines[1] and "minus" not in lines[0]
     json.dumps(c)
+
+
+def test_format_score_marks_undefined_scores_as_nan():
+    assert format_score(0.74349) == "0.743" and format_score(0.0471, sign=True) == "+0.047"
+    assert format_score(None) == format_score(float("nan")) == "nan"
 
 
 def test_compare_nets_checks_every_path_before_running(data, net, tmp_path):

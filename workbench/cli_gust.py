@@ -69,6 +69,7 @@ def _eval_net(spec: str):
 def _cmd_eval(args: argparse.Namespace) -> int:
     from workbench.cli import _parse_seeds
     from workbench.experiments.gust import evaluate, scores_by_overlap
+    from workbench.experiments.gust import format_score as fmt
     from workbench.fileio import write_json
     from workbench.runtime import configure_threads
 
@@ -78,7 +79,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                       device=args.device, progress=not args.no_progress)
     result["by_overlap"] = scores_by_overlap(result)
     write_json(args.out, result)
-    fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
     sec = result["seconds"]
     bins = ", ".join(f"{b['label']} px {fmt(b['ami'])} (n {b['n']})" for b in result["by_overlap"]["bins"])
     print(f"GUST {args.net} on {args.split}[{args.start}:{args.start + args.images}] x {len(result['seeds'])} seed(s): "

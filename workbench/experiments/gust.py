@@ -40,6 +40,7 @@ __all__ = [
     "COLOURING_CYCLES",
     "SPIKE_MAP_CYCLES",
     "evaluate",
+    "format_score",
     "reference_protocol",
     "generalisation_table",
     "generalisation_files",
@@ -470,20 +471,21 @@ def comparison_text(comparison: Mapping[str, Any]) -> list[str]:
     difference to the first net and the training budget."""
     lines, first = [], comparison["rows"][0]["name"]
     for i, row in enumerate(comparison["rows"]):
-        text = (f"{row['name']}: AMI {_fmt(row['ami_mean'])} ({_fmt(row['ami_ci'][0])}-{_fmt(row['ami_ci'][1])}), "
-                f"SynScore {_fmt(row['synscore_mean'])}; with the silent pixels {_fmt(row['silent_share_mean'])}, "
-                f"AMI of the others {_fmt(row['bound_ami_mean'])}")
+        text = (f"{row['name']}: AMI {format_score(row['ami_mean'])} ({format_score(row['ami_ci'][0])}-{format_score(row['ami_ci'][1])}), "
+                f"SynScore {format_score(row['synscore_mean'])}; with the silent pixels {format_score(row['silent_share_mean'])}, "
+                f"AMI of the others {format_score(row['bound_ami_mean'])}")
         if i:
             d = row["ami_diff"]
-            text += (f"; AMI minus {first}'s on the same (seed, image) rows {_fmt(d['mean'], sign=True)} "
-                     f"({_fmt(d['ci_low'], sign=True)} to {_fmt(d['ci_high'], sign=True)})")
+            text += (f"; AMI minus {first}'s on the same (seed, image) rows {format_score(d['mean'], sign=True)} "
+                     f"({format_score(d['ci_low'], sign=True)} to {format_score(d['ci_high'], sign=True)})")
         lines.append(text + f"\n    {budget_text(row['budget'])}")
     return lines
 
 
-def _fmt(value: float | None, *, sign: bool = False) -> str:
+def format_score(value: float | None, *, sign: bool = False) -> str:
+    """A score to 3 decimals for logs and tables; ``nan`` for an undefined one (None or NaN)."""
     if value is None or not math.isfinite(value):
-        return "-"
+        return "nan"
     return f"{value:+.3f}" if sign else f"{value:.3f}"
 
 

@@ -355,10 +355,11 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
             + f"; best {history['best']['val_loss']:.6f} at iteration {history['best']['iteration']}")
 
     def score(epoch: int) -> None:
+        from workbench.experiments.gust import format_score as fmt
+
         entry = {"iteration": iteration, "epoch": epoch,
                  **score_grouping(net, score_data, config, device=device)}
         history["scores"].append(entry)
-        fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
         log(f"iteration {iteration} (epoch {epoch}): grouping on {config.score_images} test images, cycle "
             f"{config.score_cycles - 1}: AMI {fmt(entry['ami'])}, SynScore {fmt(entry['synscore'])}; object pixels "
             f"grouped with the silent pixels {fmt(entry['silent_share'])}, AMI of the others {fmt(entry['bound_ami'])} "
