@@ -130,6 +130,38 @@ def test_resume_refuses_a_different_recipe(tmp_path):
         train_gust(tiny_data(), tmp_path, tiny_config(lr=0.5), progress=False, resume=True)
 
 
+def test_resume_may_add_an_lr_step_at_the_epoch_in_progress(tmp_path):
+    later = tiny_config(lr_steps=((1, 0.5),))
+    train_gust(tiny_data(), tmp_path / "full", later, progress=False)
+    train_gust(tiny_data(), tmp_path / "cut", tiny_config(lr_steps=()), progress=False, stop_after=4)  # in epoch 1
+    lines = []
+    train_gust(tiny_data(), tmp_path / "cut", later, progress=False, resume=True, log=lines.append)
+    assert any("lr steps [] -> [[1, 0.5]] from epoch 1" in line for line in lines)
+    full, cut = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(full[k], cut[k]) for k in full)  # as if the step had been planned from the start
+    h = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert [v["lr"] for v in h["val"]] == [0.01, 0.01, 0.01, 0.005] and h["config"]["lr_steps"] == [[1, 0.5]]
+
+
+def test_resume_refuses_to_change_an_lr_step_already_applied(tmp_path):
+    train_gust(tiny_data(), tmp_path, tiny_config(lr_steps=((0, 0.5),)), progress=False, stop_after=4)
+    for steps in ((), ((0, 0.25),), ((1, 0.5),)):
+        with pytest.raises(ValueError, match="already applied"):
+            train_gust(tiny_data(), tmp_path, tiny_config(lr_steps=steps), progress=False, resume=True)
+    with pytest.raises(ValueError, match="lr"):  # the rate itself never changes on resume
+        train_gust(tiny_data(), tmp_path, tiny_config(lr=0.5, lr_steps=((0, 0.5), (2, 0.5))), progress=False,
+                   resume=True)
+
+
+def test_lr_steps_option_parses_pairs_and_rejects_bad_ones():
+    parse = gust_train._parse_lr_steps
+    assert parse(None) is None and parse("") == ()
+    assert parse("100:0.5, 60:0.5") == ((60, 0.5), (100, 0.5))
+    for bad in ("60", "60:x", "-1:0.5", "60:0", "60:nan"):
+        with pytest.raises(ValueError, match="EPOCH:FACTOR"):
+            parse(bad)
+
+
 def test_early_stopping_after_patience_epochs_without_improvement(tmp_path, monkeypatch):
     scores = iter(np.linspace(1.0, 2.0, 50))  # validation only gets worse
     monkeypatch.setattr(gust_train, "validation_loss", lambda *a, **k: float(next(scores)))
@@ -173,7 +205,10 @@ def test_cli_gust_train_and_resume(tmp_path, capsys):
     assert "best val loss/image" in capsys.readouterr().out
     assert main(args[:-4] + ["3", "--resume", "--no-progress", "--threads", "1"]) == 0
     h = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert len(h["train_loss"]) == 3
+    assert len(h["train_loss"]) == 3 and h["config"]["lr_steps"] == [[60, 0.5], [100, 0.5], [200, 0.5]]
+    assert main(args[:-4] + ["4", "--resume", "--lr-steps", "60:0.5,100:0.5,200:0.5,1:0.5", "--no-progress"]) == 0
+    h = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert h["config"]["lr_steps"] == [[1, 0.5], [60, 0.5], [100, 0.5], [200, 0.5]] and len(h["train_loss"]) == 4
     with pytest.raises(FileNotFoundError, match="hnnwb data make"):
         gust_train.load_training_data(tmp_path / "missing.h5")
 

@@ -32,6 +32,10 @@ def _add_train(gust_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.01, tuned for batch 1024). "
                    "Adam is insensitive to the summed loss's scale, so do not scale it by 1024/B; smaller batches "
                    "need a lower rate (measured: batch 64 is unstable at 0.01 and trains at 0.0025)")
+    p.add_argument("--lr-steps", default=None, metavar="EPOCH:FACTOR,...",
+                   help="multiply the rate by FACTOR at the end of epoch index EPOCH (default 60:0.5,100:0.5,200:0.5; "
+                   "'' for none). With --resume, steps at the epoch in progress or later may be added or changed, "
+                   "e.g. one more halving for a run that has levelled off")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 400)")
     p.add_argument("--iterations", type=int, default=None,
                    help="stop after this many iterations in total (validates there); e.g. the short-training "

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -246,6 +246,18 @@ def _config_changes(old: GustTrainConfig, new: GustTrainConfig) -> list[str]:
     return [k for k in a if k not in _RESUMABLE_CHANGES and a[k] != b.get(k)]
 
 
+def _check_schedule_extension(old: Sequence[tuple[int, float]], new: Sequence[tuple[int, float]],
+                              epoch: int) -> None:
+    """A resumed run may change its lr steps only at epoch ``epoch`` (the one in progress) or later: the
+    steps before it have shaped the iterations already done, so changing them would misdescribe the run."""
+    done_old = sorted(s for s in old if s[0] < epoch)
+    done_new = sorted(s for s in new if s[0] < epoch)
+    if done_old != done_new:
+        raise ValueError(f"cannot resume at epoch {epoch} with lr steps {[list(s) for s in new]}: the steps before "
+                         f"epoch {epoch} are already applied ({[list(s) for s in done_old]}); keep them and add or "
+                         f"change only steps at epoch {epoch} or later")
+
+
 def _progress_bar(total: int, initial: int, progress: bool):
     from tqdm.auto import tqdm
 
@@ -262,8 +274,9 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
 
     ``data`` is a dataset path or ``(train [n, N], val [m, N], image_shape)``. With ``resume=True`` and
     ``out/last.pt`` present, training continues exactly where it stopped (same config required, except
-    ``epochs``/``iterations``/``patience``/``checkpoint_seconds``). ``stop_after`` ends this call after that
-    many iterations in total without validating (as an interruption would; for tests). With
+    ``epochs``/``iterations``/``patience``/``checkpoint_seconds``, and ``lr_steps`` at the epoch in progress
+    or later: e.g. one more halving for a run whose validation loss has levelled off). ``stop_after`` ends
+    this call after that many iterations in total without validating (as an interruption would; for tests). With
     ``config.score_every > 0``, the grouping is scored (``score_grouping``) on the ``test`` split of
     ``score_data`` (default: ``data`` when it is a path) into ``history["scores"]``.
     """
@@ -296,15 +309,19 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
         old = GustTrainConfig.from_dict(ckpt.config["train"])
-        changed = _config_changes(old, config)
-        if changed:
-            raise ValueError(f"cannot resume {last_path}: the run used different {changed} "
-                             f"({ {k: old.to_dict()[k] for k in changed} }); pass the same settings or a new --out")
         if ckpt.train_state is None:
             raise CheckpointError(f"{last_path} has no training state to resume from")
+        iteration = int(ckpt.train_state["iteration"])
+        changed = _config_changes(old, config)
+        if changed == ["lr_steps"]:
+            _check_schedule_extension(old.lr_steps, config.lr_steps, iteration // config.iterations_per_epoch)
+            log(f"lr steps {old.to_dict()['lr_steps']} -> {config.to_dict()['lr_steps']} from epoch "
+                f"{iteration // config.iterations_per_epoch} on")
+        elif changed:
+            raise ValueError(f"cannot resume {last_path}: the run used different {changed} "
+                             f"({ {k: old.to_dict()[k] for k in changed} }); pass the same settings or a new --out")
         net.load_state_dict(ckpt.state_dict)
         optimiser.load_state_dict(ckpt.train_state["optimizer"])
-        iteration = int(ckpt.train_state["iteration"])
         history = json.loads(ckpt.train_state["history"])
         history.setdefault("scores", [])
         history["config"] = config.to_dict()
@@ -493,6 +510,24 @@ def _score_arrays(scores: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
 # --- CLI ---------------------------------------------------------------------------------------------
 
 
+def _parse_lr_steps(text: str | None) -> tuple[tuple[int, float], ...] | None:
+    """``"60:0.5,100:0.5"`` -> ((60, 0.5), (100, 0.5)); ``""`` -> no steps; None -> None (keep the default)."""
+    if text is None:
+        return None
+    steps = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        epoch, sep, factor = item.partition(":")
+        try:
+            step = (int(epoch), float(factor))
+        except ValueError:
+            step = None
+        if not sep or step is None or step[0] < 0 or not (math.isfinite(step[1]) and step[1] > 0):
+            raise ValueError(f"--lr-steps takes EPOCH:FACTOR pairs separated by commas, e.g. 60:0.5,100:0.5 "
+                             f"(epoch >= 0, factor > 0); got {item!r}")
+        steps.append(step)
+    return tuple(sorted(steps))
+
+
 def run_train_command(args: argparse.Namespace) -> int:
     """``hnnwb gust train``: build the config from the arguments, make the dataset if missing, train."""
     from workbench.data.store import list_splits
@@ -512,6 +547,7 @@ def run_train_command(args: argparse.Namespace) -> int:
             print(f"{data} missing: generating {name} ...", flush=True)
             data = make_dataset(name, data, data_dir=Path("data"), progress=not args.no_progress)
     changes = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("epochs", args.epochs),
+                                 ("lr_steps", _parse_lr_steps(getattr(args, "lr_steps", None))),
                                  ("iterations", args.iterations), ("patience", args.patience),
                                  ("seed", args.seed), ("n_train", args.n_train), ("n_val", args.n_val),
                                  ("score_every", getattr(args, "score_every", None)),
@@ -524,9 +560,10 @@ def run_train_command(args: argparse.Namespace) -> int:
         print(f"{data} has no test split: periodic grouping scores are off", flush=True)
         config = dataclasses.replace(config, score_every=0)
     out = args.out or Path("runs") / "gust" / f"train_{args.objects}"
-    print(f"gust train: {data}, batch {config.batch_size}, lr {config.lr}, {config.total_iterations} iterations "
-          f"max ({config.iterations_per_epoch}/epoch), seed {config.seed}, device {device}, threads {threads}, "
-          f"out {out}", flush=True)
+    steps = ", ".join(f"x{f:g} after epoch {e}" for e, f in config.lr_steps) or "no steps"
+    print(f"gust train: {data}, batch {config.batch_size}, lr {config.lr} ({steps}), "
+          f"{config.total_iterations} iterations max ({config.iterations_per_epoch}/epoch), seed {config.seed}, "
+          f"device {device}, threads {threads}, out {out}", flush=True)
     result = train_gust(data, out, config, resume=args.resume, device=device, progress=not args.no_progress,
                         log=lambda line: print(line, flush=True))
     h, best = result.history, result.history["best"]
