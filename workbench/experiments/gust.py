@@ -471,13 +471,14 @@ def comparison_text(comparison: Mapping[str, Any]) -> list[str]:
     difference to the first net and the training budget."""
     lines, first = [], comparison["rows"][0]["name"]
     for i, row in enumerate(comparison["rows"]):
-        text = (f"{row['name']}: AMI {format_score(row['ami_mean'])} ({format_score(row['ami_ci'][0])}-{format_score(row['ami_ci'][1])}), "
-                f"SynScore {format_score(row['synscore_mean'])}; with the silent pixels {format_score(row['silent_share_mean'])}, "
-                f"AMI of the others {format_score(row['bound_ami_mean'])}")
+        fmt = format_score
+        text = (f"{row['name']}: AMI {fmt(row['ami_mean'])} ({fmt(row['ami_ci'][0])}-{fmt(row['ami_ci'][1])}), "
+                f"SynScore {fmt(row['synscore_mean'])}; with the silent pixels {fmt(row['silent_share_mean'])}, "
+                f"AMI of the others {fmt(row['bound_ami_mean'])}")
         if i:
             d = row["ami_diff"]
-            text += (f"; AMI minus {first}'s on the same (seed, image) rows {format_score(d['mean'], sign=True)} "
-                     f"({format_score(d['ci_low'], sign=True)} to {format_score(d['ci_high'], sign=True)})")
+            text += (f"; AMI minus {first}'s on the same (seed, image) rows {fmt(d['mean'], sign=True)} "
+                     f"({fmt(d['ci_low'], sign=True)} to {fmt(d['ci_high'], sign=True)})")
         lines.append(text + f"\n    {budget_text(row['budget'])}")
     return lines
 

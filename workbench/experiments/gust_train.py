@@ -314,9 +314,9 @@ def train_gust(data: str | Path | tuple[torch.Tensor, torch.Tensor, tuple[int, i
         iteration = int(ckpt.train_state["iteration"])
         changed = _config_changes(old, config)
         if changed == ["lr_steps"]:
-            _check_schedule_extension(old.lr_steps, config.lr_steps, iteration // config.iterations_per_epoch)
-            log(f"lr steps {old.to_dict()['lr_steps']} -> {config.to_dict()['lr_steps']} from epoch "
-                f"{iteration // config.iterations_per_epoch} on")
+            epoch_now = iteration // config.iterations_per_epoch
+            _check_schedule_extension(old.lr_steps, config.lr_steps, epoch_now)
+            log(f"lr steps {old.to_dict()['lr_steps']} -> {config.to_dict()['lr_steps']} from epoch {epoch_now} on")
         elif changed:
             raise ValueError(f"cannot resume {last_path}: the run used different {changed} "
                              f"({ {k: old.to_dict()[k] for k in changed} }); pass the same settings or a new --out")
