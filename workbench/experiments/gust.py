@@ -469,9 +469,8 @@ def _last_cycle(result: Mapping[str, Any], key: str) -> np.ndarray:
 def comparison_text(comparison: Mapping[str, Any]) -> list[str]:
     """One line per net of ``compare_nets``: scores at the last cycle with CIs, AMI's two parts, the paired
     difference to the first net and the training budget."""
-    lines, first = [], comparison["rows"][0]["name"]
+    lines, first, fmt = [], comparison["rows"][0]["name"], format_score
     for i, row in enumerate(comparison["rows"]):
-        fmt = format_score
         text = (f"{row['name']}: AMI {fmt(row['ami_mean'])} ({fmt(row['ami_ci'][0])}-{fmt(row['ami_ci'][1])}), "
                 f"SynScore {fmt(row['synscore_mean'])}; with the silent pixels {fmt(row['silent_share_mean'])}, "
                 f"AMI of the others {fmt(row['bound_ami_mean'])}")
