@@ -239,6 +239,22 @@ def test_cli_eval_writes_result_json(data, tmp_path, capsys):
     assert f"cycle 2: {r['silent_share_mean']:.3f} of the object pixels are grouped with the silent pixels" in printed
 
 
+def test_cli_untrained_baseline_takes_the_image_size_of_the_data(tmp_path):
+    """A chance-level baseline on images that are not 28x28: the untrained net is sized to the split."""
+    from workbench.data.store import write_splits
+
+    images = np.zeros((2, 12, 10), np.uint8)
+    labels = np.zeros_like(images)
+    images[:, 1:5, 1:5] = labels[:, 1:5, 1:5] = 1
+    images[:, 7:11, 5:9] = 1
+    labels[:, 7:11, 5:9] = 2
+    data = write_splits(tmp_path / "small.h5", {"test": (images, labels)})
+    out = tmp_path / "r.json"
+    assert main(["gust", "eval", "--data", str(data), "--images", "2", "--cycles", "3", "--net", "untrained",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["cycles"] == [1, 2]
+
+
 def test_cli_compare_scores_each_net_against_the_first(data, tmp_path, capsys):
     from workbench.checkpoints import save_checkpoint
     from workbench.models.gust import gust_config

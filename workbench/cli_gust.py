@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from workbench.cli import _group
@@ -61,13 +62,17 @@ def _add_train(gust_sub: argparse._SubParsersAction) -> None:
 # --- eval and table (GUST spec §5, §10.5-10.6) ------------------------------------------------------------
 
 
-def _eval_net(spec: str):
-    """``--net``: a checkpoint / run folder, or ``untrained`` (a fresh GustNet, seed 0: the chance level)."""
-    if spec == "untrained":
-        from workbench.models.gust import GustNet
+def _eval_net(spec: str, data: Path, split: str = "test"):
+    """``--net``: a checkpoint / run folder, or ``untrained`` (a fresh GustNet, seed 0: the chance level,
+    sized to the images of ``split`` so that it is a baseline on any image size)."""
+    if spec != "untrained":
+        return Path(spec)
+    from workbench.data.store import list_splits
+    from workbench.models.gust import GustNet, GustParams
 
-        return GustNet(seed=0)
-    return Path(spec)
+    shape = list_splits(data).get(split) if data.exists() else None
+    n_pixels = math.prod(shape[1:]) if shape else GustParams().n_pixels  # else evaluate names the problem
+    return GustNet(GustParams(n_pixels=n_pixels), seed=0)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -78,7 +83,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from workbench.runtime import configure_threads
 
     configure_threads(args.threads)
-    result = evaluate(_eval_net(args.net), args.data, split=args.split, images=args.images, start=args.start,
+    result = evaluate(_eval_net(args.net, args.data, args.split), args.data, split=args.split, images=args.images, start=args.start,
                       seeds=_parse_seeds(args.seeds), cycles=args.cycles, batch_size=args.batch_size,
                       device=args.device, progress=not args.no_progress)
     result["by_overlap"] = scores_by_overlap(result)
@@ -141,7 +146,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if len(set(args.net)) != len(args.net):
         raise ValueError(f"--net names the same net twice: {args.net}")
     configure_threads(args.threads)
-    result = compare_nets({spec: _eval_net(spec) for spec in args.net}, args.data, images=args.images,
+    result = compare_nets({spec: _eval_net(spec, args.data) for spec in args.net}, args.data, images=args.images,
                           seeds=_parse_seeds(args.seeds), cycles=args.cycles, batch_size=args.batch_size,
                           device=args.device, progress=not args.no_progress)
     write_json(args.out, result)
