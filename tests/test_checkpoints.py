@@ -98,9 +98,15 @@ def test_missing_file_names_the_command_that_makes_it(tmp_path):
 
 
 def test_files_that_are_not_checkpoints(tmp_path):
-    (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
-        load_dae(tmp_path / "text.pt")
+    torch.save(small_dae().state_dict(), tmp_path / "whole.pt")
+    whole = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    for text in ("hello", "garbage"):  # torch calls "garbage" a weights-only refusal; it is not pickled objects
+        (tmp_path / f"{text}.pt").write_text(text)
+    for name in ("hello", "garbage", "truncated", "empty"):
+        with pytest.raises(CheckpointError, match="not a readable torch checkpoint: damaged, truncated"):
+            load_dae(tmp_path / f"{name}.pt")
     torch.save({"weights": [1, 2, 3]}, tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="neither an hnnwb checkpoint nor a plain state dict"):
         load_dae(tmp_path / "list.pt")

@@ -238,14 +238,22 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
-            raise CheckpointError(f"{path} is not a readable torch checkpoint ({exc})") from exc
+        # torch words every refusal "Weights only load failed"; only "Unsupported global" means real objects
+        if "unsupported global" not in str(exc).lower():
+            raise CheckpointError(_unreadable(path, exc)) from exc
         raise CheckpointError(
             f"{path} holds pickled Python objects (for example the authors' original whole-module files), which "
             "the workbench refuses to unpickle. If you trust the file, convert it once to a plain state dict: "
             "torch.save(torch.load(f, weights_only=False).state_dict(), 'plain.pt')") from exc
     except Exception as exc:  # torch raises many kinds (RuntimeError, KeyError, EOFError, ...) on garbage
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(_unreadable(path, exc)) from exc
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    text = str(exc).split("WeightsUnpickler error:")[-1]  # torch's own reason, past its generic preamble
+    detail = next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+    return (f"{path} is not a readable torch checkpoint: damaged, truncated or not a .pt file "
+            f"({type(exc).__name__}: {detail[:200]}); copy or train it again")
 
 
 def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
