@@ -294,3 +294,20 @@ def test_shipped_nets_load_match_their_history_and_group_objects(tmp_path, name,
     trained = evaluate(net, data, images=8, progress=False)["ami_mean"]
     untrained = evaluate(GustNet(seed=0), data, images=8, progress=False)["ami_mean"]
     assert trained > min_ami and untrained < 0.1, (trained, untrained)
+
+
+def test_a_network_with_nan_weights_is_refused_not_run():
+    """A diverged net would run and silently give no spikes; both binding models name the bad weight."""
+    from workbench.binding.dasbe import run_binding
+    from workbench.models.dae import MLPDAE
+
+    net = GustNet(seed=0)
+    with torch.no_grad():
+        net.decoder[2].weight[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="'decoder.2.weight' has 1 NaN/inf values"):
+        run_gust(net, torch.zeros(1, 784), cycles=2)
+    dae = MLPDAE((16, 8, 16))
+    with torch.no_grad():
+        dae.encoder[0].weight.fill_(float("inf"))
+    with pytest.raises(ValueError, match="the DAE \\(MLPDAE\\): weight 'encoder.0.weight' has 128 NaN/inf"):
+        run_binding(dae, torch.zeros(1, 4, 4))

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from workbench.checks import nonfinite_weights_message
 from workbench.fileio import atomic_path
 
 __all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint",
@@ -257,11 +258,9 @@ def _unreadable(path: Path, exc: Exception) -> str:
 
 
 def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
-    for key, value in state.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
-            raise CheckpointError(f"{path}: weight {key!r} has {bad} NaN/inf values (training diverged?); "
-                                  "use an earlier checkpoint, e.g. best.pt, or retrain with a lower rate")
+    message = nonfinite_weights_message(state.items(), str(path))
+    if message:
+        raise CheckpointError(message)
 
 
 def _dumps(name: str, obj: Mapping[str, Any]) -> str:

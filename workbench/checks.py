@@ -4,7 +4,7 @@ naming the parameter, the value it got, and what to pass instead."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -17,6 +17,17 @@ def require_finite(name: str, value: float) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}; pass a finite number")
     return value
+
+
+def nonfinite_weights_message(named: Iterable[tuple[str, torch.Tensor]], where: str) -> str | None:
+    """The error text for the first floating tensor with NaN/inf values, or None if all are finite: such a
+    network would run and silently give no spikes or garbage."""
+    for key, value in named:
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            return (f"{where}: weight {key!r} has {bad} NaN/inf values (training diverged?); "
+                    "use an earlier checkpoint, e.g. best.pt, or retrain with a lower rate")
+    return None
 
 
 def require_positive(name: str, value: float) -> float:

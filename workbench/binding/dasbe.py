@@ -57,6 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench import rng
+from workbench.checks import nonfinite_weights_message
 from workbench.models.dae import MLPDAE
 from workbench.models.spiking_dae import HiddenState, SpikingDAE, refractory_gate
 from workbench.neurons.stochastic import StochasticParams, StochasticState, stochastic_step
@@ -976,6 +977,10 @@ class _DaeCall:
 
     def __init__(self, dae: Callable[[torch.Tensor], Any], dtype: torch.dtype | None, device: torch.device) -> None:
         self.module = dae
+        if isinstance(dae, nn.Module):
+            message = nonfinite_weights_message(dae.named_parameters(), f"the DAE ({type(dae).__name__})")
+            if message:
+                raise ValueError(message)
         tensors = _module_tensors(dae)
         self.dtype = dtype or (tensors[0].dtype if tensors else torch.float32)
         if any(t.dtype != self.dtype or t.device != device for t in tensors):
@@ -1038,7 +1043,7 @@ def _flat_images(images: Any, image_shape: tuple[int, int] | None) -> tuple[torc
         raise ValueError(f"images must be [B, N] or [B, H, W], got shape {tuple(x.shape)}")
     x = x.to(torch.float32)
     if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
-        raise ValueError("images must lie in [0, 1] (DASBE images are binary 0/1)")
+        raise ValueError("images must be finite and lie in [0, 1] (the datasets' images are binary 0/1)")
     if image_shape is None:
         side = math.isqrt(x.shape[1])
         image_shape = (side, side) if side * side == x.shape[1] else None
