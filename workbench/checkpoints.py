@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from workbench.checks import nonfinite_weights_message
+from workbench.checks import require_finite_weights
 from workbench.fileio import atomic_path
 
 __all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint",
@@ -258,9 +258,7 @@ def _unreadable(path: Path, exc: Exception) -> str:
 
 
 def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
-    message = nonfinite_weights_message(state.items(), str(path))
-    if message:
-        raise CheckpointError(message)
+    require_finite_weights(state.items(), str(path), CheckpointError)
 
 
 def _dumps(name: str, obj: Mapping[str, Any]) -> str:

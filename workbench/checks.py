@@ -19,15 +19,15 @@ def require_finite(name: str, value: float) -> float:
     return value
 
 
-def nonfinite_weights_message(named: Iterable[tuple[str, torch.Tensor]], where: str) -> str | None:
-    """The error text for the first floating tensor with NaN/inf values, or None if all are finite: such a
-    network would run and silently give no spikes or garbage."""
+def require_finite_weights(named: Iterable[tuple[str, torch.Tensor]], where: str,
+                           error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the first floating tensor with NaN/inf values: such a network would run and
+    silently give no spikes or garbage."""
     for key, value in named:
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            return (f"{where}: weight {key!r} has {bad} NaN/inf values (training diverged?); "
-                    "use an earlier checkpoint, e.g. best.pt, or retrain with a lower rate")
-    return None
+            raise error(f"{where}: weight {key!r} has {bad} NaN/inf values (training diverged?); "
+                        "use an earlier checkpoint, e.g. best.pt, or retrain with a lower rate")
 
 
 def require_positive(name: str, value: float) -> float:

@@ -83,7 +83,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from workbench.runtime import configure_threads
 
     configure_threads(args.threads)
-    result = evaluate(_eval_net(args.net, args.data, args.split), args.data, split=args.split, images=args.images, start=args.start,
+    net = _eval_net(args.net, args.data, args.split)
+    result = evaluate(net, args.data, split=args.split, images=args.images, start=args.start,
                       seeds=_parse_seeds(args.seeds), cycles=args.cycles, batch_size=args.batch_size,
                       device=args.device, progress=not args.no_progress)
     result["by_overlap"] = scores_by_overlap(result)

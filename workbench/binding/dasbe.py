@@ -57,7 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench import rng
-from workbench.checks import nonfinite_weights_message
+from workbench.checks import require_finite_weights
 from workbench.models.dae import MLPDAE
 from workbench.models.spiking_dae import HiddenState, SpikingDAE, refractory_gate
 from workbench.neurons.stochastic import StochasticParams, StochasticState, stochastic_step
@@ -978,9 +978,7 @@ class _DaeCall:
     def __init__(self, dae: Callable[[torch.Tensor], Any], dtype: torch.dtype | None, device: torch.device) -> None:
         self.module = dae
         if isinstance(dae, nn.Module):
-            message = nonfinite_weights_message(dae.named_parameters(), f"the DAE ({type(dae).__name__})")
-            if message:
-                raise ValueError(message)
+            require_finite_weights(dae.named_parameters(), f"the DAE ({type(dae).__name__})")
         tensors = _module_tensors(dae)
         self.dtype = dtype or (tensors[0].dtype if tensors else torch.float32)
         if any(t.dtype != self.dtype or t.device != device for t in tensors):

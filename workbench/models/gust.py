@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from workbench import rng
-from workbench.checks import nonfinite_weights_message, require_positive_int
+from workbench.checks import require_finite_weights, require_positive_int
 from workbench.neurons.stochastic import StochasticParams, StochasticState, stochastic_step
 from workbench.record import SpikeRecord
 from workbench.rng import Stream
@@ -469,9 +469,7 @@ def run_gust(net: GustNet, images: Any, *, cycles: int = 30, seed: int | Sequenc
         raise ValueError(f"images have {N} pixels but the network has n_pixels={p.n_pixels}; "
                          f"resize the images or build GustNet(GustParams(n_pixels={N}))")
     cycles = require_positive_int("cycles", cycles)
-    message = nonfinite_weights_message(net.named_parameters(), "the GUST network")
-    if message:
-        raise ValueError(message)
+    require_finite_weights(net.named_parameters(), "the GUST network")
     if trace and not record:
         raise ValueError("trace=True shares the run's SpikeRecord; pass record=True (the default)")
     device = torch.device(device)
