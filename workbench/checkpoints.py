@@ -116,7 +116,7 @@ def load_checkpoint(path: str | os.PathLike, *, check_finite: bool = True) -> Ch
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'state_dict' must map names to tensors")
     if check_finite:
-        _check_finite(state, path)
+        require_finite_weights(state.items(), str(path), CheckpointError)
     return Checkpoint(state_dict=dict(state), config=_loads(path, "config", obj.get("config")),
                       extra=_loads(path, "extra", obj.get("extra", "{}")), train_state=obj.get("train_state"),
                       path=path)
@@ -255,10 +255,6 @@ def _unreadable(path: Path, exc: Exception) -> str:
     detail = next((line.strip() for line in text.splitlines() if line.strip()), "no message")
     return (f"{path} is not a readable torch checkpoint: damaged, truncated or not a .pt file "
             f"({type(exc).__name__}: {detail[:200]}); copy or train it again")
-
-
-def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
-    require_finite_weights(state.items(), str(path), CheckpointError)
 
 
 def _dumps(name: str, obj: Mapping[str, Any]) -> str:

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from workbench.checks import require_finite_weights
+
 _CODE_ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu}
 # Spec §5: rate multipliers applied after these epoch indices (0.01 -> 0.005 -> ... -> 6.25e-5).
 DASBE_LR_STEPS: tuple[tuple[int, float], ...] = ((60, 0.5), (100, 0.5), (130, 0.5), (150, 0.5), (170, 0.1))
@@ -87,8 +89,7 @@ class MLPDAE(nn.Module):
             if tuple(value.shape) != tuple(expected[key].shape):
                 raise ValueError(f"state dict entry {key!r} has shape {tuple(value.shape)}, expected "
                                  f"{tuple(expected[key].shape)} for sizes {sizes}")
-            if not torch.isfinite(value).all():
-                raise ValueError(f"state dict entry {key!r} contains NaN or infinite values")
+        require_finite_weights(state.items(), "the DAE state dict")
         model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
         return model
 
